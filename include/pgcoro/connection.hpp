@@ -1,0 +1,146 @@
+// pgcoro/connection.hpp - one nonblocking libpq connection driven by an Asio executor.
+#ifndef PGCORO_CONNECTION_HPP
+#define PGCORO_CONNECTION_HPP
+
+#include <pgcoro/connect_config.hpp>
+#include <pgcoro/detail/connection_impl.hpp>
+#include <pgcoro/error.hpp>
+#include <pgcoro/result.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <type_traits>
+
+namespace pgcoro
+{
+
+/// Per-call options for connection::query().
+struct query_options
+{
+    /// Client-side deadline for this statement; 0 = the connection's query_timeout.
+    /// When it passes the statement is cancelled on the server and `timeout` is returned.
+    std::chrono::milliseconds timeout{0};
+};
+
+/// A notice or warning the server sent (RAISE NOTICE, deprecation warnings, ...).
+using notice = detail::notice;
+
+/// One PostgreSQL connection. Every operation is a coroutine on the connection's executor and
+/// never blocks it: host names are resolved on Asio's resolver thread, the connect handshake is
+/// PQconnectPoll driven by socket readiness, statements are PQsendQueryParams plus
+/// PQflush/PQconsumeInput, and a cancel runs PQcancel on a helper thread.
+///
+/// Thread safety: one operation at a time (a second concurrent one fails with `busy`). On a
+/// multi-threaded io_context give the connection a strand as its executor.
+class connection
+{
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    /// A closed connection that will run its operations on `ex` (an executor or a strand).
+    explicit connection(executor_type ex)
+        : impl_(std::make_unique<detail::connection_impl>(std::move(ex)))
+    {
+    }
+    connection(connection&&) noexcept = default;
+    connection& operator=(connection&&) noexcept = default;
+    ~connection() = default;
+
+    /// Opens the connection: for each configured host, resolves it asynchronously (numeric
+    /// addresses and unix-socket directories skip DNS) and tries each address in turn.
+    ///
+    /// Completes with: nothing, once the server accepted us; the previous connection, if any,
+    ///   is closed first.
+    /// Errors: `connect_failed` with the server's SQLSTATE when it gave one (28P01 wrong
+    ///   password, 53300 too many clients, 3D000 no database), `timeout` when
+    ///   cfg.connect_timeout passed, `cancelled` when the awaiting coroutine was cancelled.
+    /// Cancellation: terminal, partial and total; the attempt is abandoned and closed.
+    /// Resumes on: the connection's executor.
+    /// Lifetime: `cfg` is copied; the connection must outlive the operation.
+    boost::asio::awaitable<expected<void>> connect(const connect_config& cfg)
+    {
+        return impl_->connect(cfg);
+    }
+
+    /// Runs one SQL statement with parameters `$1..$n` sent separately from the text (never
+    /// spliced into it). Parameters may be bool, integers, float/double, strings and string
+    /// views, std::optional of those (nullopt is NULL) and std::nullopt.
+    ///
+    /// Completes with: the statement's result (rows, affected rows, command tag).
+    /// Errors: `query_failed` with SQLSTATE and message (the connection stays usable);
+    ///   `connection_lost` when the connection broke (it is closed); `timeout` when the query
+    ///   timeout passed; `cancelled` when the awaiting coroutine was cancelled;
+    ///   `invalid_argument` for a parameter with an embedded NUL; `busy` when another operation
+    ///   is running.
+    /// Cancellation: terminal, partial and total. The server is asked to cancel the statement
+    ///   (without blocking the executor) and the connection is drained, so it is usable for the
+    ///   next statement; if that takes longer than cancel_timeout the connection is closed.
+    /// Resumes on: the connection's executor.
+    /// Lifetime: `sql` and the parameters are copied before the first suspension.
+    template <class... Params>
+    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
+        boost::asio::awaitable<expected<result>> query(std::string_view sql,
+                                                       const Params&... params)
+    {
+        return impl_->query(query_options{}.timeout, sql, params...);
+    }
+
+    /// query() with per-call options (a timeout for this statement).
+    template <class... Params>
+    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
+        boost::asio::awaitable<expected<result>> query(const query_options& opts,
+                                                       std::string_view sql,
+                                                       const Params&... params)
+    {
+        return impl_->query(opts.timeout, sql, params...);
+    }
+
+    /// Closes the connection now: stops watching the socket, then PQfinish. Idempotent.
+    void close() noexcept { impl_->close(); }
+
+    /// True when connected and libpq reports the connection OK.
+    bool is_open() const noexcept { return impl_->is_open(); }
+    /// libpq's transaction status (PQTRANS_IDLE, PQTRANS_INTRANS, PQTRANS_INERROR, ...).
+    PGTransactionStatusType transaction_status() const noexcept
+    {
+        return impl_->transaction_status();
+    }
+    /// The server process id serving this connection (pgbouncer's key data behind pgbouncer);
+    /// 0 when closed.
+    int backend_pid() const noexcept { return impl_->backend_pid(); }
+    /// Receives the server's notices; by default they are dropped (never printed to stderr).
+    void set_notice_handler(std::function<void(const notice&)> h)
+    {
+        impl_->set_notice_handler(std::move(h));
+    }
+    /// The executor the connection's operations run on.
+    executor_type get_executor() const noexcept { return impl_->get_executor(); }
+    /// The PGconn, for what pgcoro does not wrap; owned by this connection. Do not call
+    /// blocking libpq functions on it.
+    PGconn* native_handle() const noexcept { return impl_->native_handle(); }
+
+private:
+    std::unique_ptr<detail::connection_impl> impl_;
+};
+
+/// Creates a connection on `ex` and connects it with `cfg` (see connection::connect()).
+/// (Not named `connect`: Asio's execution traits find a free `connect` by argument-dependent
+/// lookup and would probe it with pgcoro's own types.)
+inline boost::asio::awaitable<expected<connection>> open_connection(boost::asio::any_io_executor ex,
+                                                                    const connect_config& cfg)
+{
+    connection c(std::move(ex));
+    auto r = co_await c.connect(cfg);
+    if (!r)
+        co_return tl::unexpected(std::move(r.error()));
+    co_return std::move(c);
+}
+
+} // namespace pgcoro
+
+#endif // PGCORO_CONNECTION_HPP

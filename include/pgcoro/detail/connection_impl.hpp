@@ -1,0 +1,626 @@
+// pgcoro/detail/connection_impl.hpp - the I/O engine behind pgcoro::connection.
+#ifndef PGCORO_DETAIL_CONNECTION_IMPL_HPP
+#define PGCORO_DETAIL_CONNECTION_IMPL_HPP
+
+#include <pgcoro/connect_config.hpp>
+#include <pgcoro/detail/cancel_service.hpp>
+#include <pgcoro/detail/conn_params.hpp>
+#include <pgcoro/detail/pq_error.hpp>
+#include <pgcoro/detail/pq_handles.hpp>
+#include <pgcoro/detail/text_codec.hpp>
+#include <pgcoro/error.hpp>
+#include <pgcoro/result.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <libpq-fe.h>
+
+#include <array>
+#include <chrono>
+#include <fcntl.h>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unistd.h>
+
+namespace pgcoro::detail
+{
+
+/// A server notice as passed to a notice handler; views are valid during the call only.
+struct notice
+{
+    std::string_view severity; ///< "NOTICE", "WARNING", ... (not localized)
+    pgcoro::sqlstate state;    ///< e.g. 01000
+    std::string_view message;  ///< primary message
+};
+
+namespace asio = boost::asio;
+
+class connection_impl
+{
+    using clock = std::chrono::steady_clock;
+
+    // What ended a wait for socket readiness.
+    enum class wait_result
+    {
+        ready,
+        deadline,  // our own deadline (connect_timeout, query timeout, cancel_timeout) passed
+        cancelled, // the awaiting coroutine was cancelled
+        failed,    // the reactor reported an error on the descriptor
+    };
+
+    // The deadline timer's handler may run after the operation that armed it is over (it was
+    // already queued when we cancelled the timer), and after the connection is gone. So it
+    // only touches this shared block, and only when its generation still matches.
+    struct deadline_state
+    {
+        unsigned generation = 0;
+        bool hit = false;
+        asio::posix::stream_descriptor* socket = nullptr;
+        asio::ip::tcp::resolver* resolver = nullptr;
+    };
+
+public:
+    explicit connection_impl(asio::any_io_executor ex)
+        : ex_(ex), socket_(ex), timer_(ex), resolver_(ex),
+          deadline_(std::make_shared<deadline_state>())
+    {
+        deadline_->socket = &socket_;
+        deadline_->resolver = &resolver_;
+    }
+    connection_impl(const connection_impl&) = delete;
+    connection_impl& operator=(const connection_impl&) = delete;
+    ~connection_impl()
+    {
+        deadline_->socket = nullptr;
+        deadline_->resolver = nullptr;
+        close();
+    }
+
+    asio::any_io_executor get_executor() const noexcept { return ex_; }
+    PGconn* native_handle() const noexcept { return conn_.get(); }
+    bool is_open() const noexcept { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
+    PGTransactionStatusType transaction_status() const noexcept
+    {
+        return conn_ ? PQtransactionStatus(conn_.get()) : PQTRANS_UNKNOWN;
+    }
+    int backend_pid() const noexcept { return conn_ ? PQbackendPID(conn_.get()) : 0; }
+    void set_notice_handler(std::function<void(const notice&)> h) { on_notice_ = std::move(h); }
+
+    void close() noexcept
+    {
+        // We watch a dup() of libpq's socket, so closing ours can never touch an fd number
+        // that libpq closed and the process reused; then PQfinish closes libpq's.
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+        conn_.reset();
+    }
+
+    // ---- connect ------------------------------------------------------------------------
+
+    asio::awaitable<expected<void>> connect(connect_config cfg)
+    {
+        if (busy_)
+            co_return fail(errc::busy, "connection is running another operation");
+        busy_guard guard(busy_);
+        close();
+        cancel_timeout_ = cfg.cancel_timeout;
+        query_timeout_ = cfg.query_timeout;
+        bool throw_prev = co_await asio::this_coro::throw_if_cancelled();
+        co_await asio::this_coro::throw_if_cancelled(false);
+
+        arm(cfg.connect_timeout);
+        error last(errc::connect_failed, "no host configured");
+        for (const auto& hp : cfg.hosts)
+        {
+            auto r = co_await connect_host(cfg, hp);
+            if (r)
+            {
+                disarm();
+                co_await asio::this_coro::throw_if_cancelled(throw_prev);
+                co_return expected<void>{};
+            }
+            last = std::move(r.error());
+            if (last.is(errc::timeout) || last.is(errc::cancelled))
+                break;
+        }
+        disarm();
+        co_await asio::this_coro::throw_if_cancelled(throw_prev);
+        co_return tl::unexpected(std::move(last));
+    }
+
+    // ---- query --------------------------------------------------------------------------
+
+    template <class... Params>
+    asio::awaitable<expected<result>> query(std::chrono::milliseconds timeout, std::string_view sql,
+                                            const Params&... params)
+    {
+        if (busy_)
+            co_return fail(errc::busy, "connection is running another operation");
+        if (!is_open())
+            co_return fail(errc::connection_lost, "connection is not open");
+        busy_guard guard(busy_);
+
+        // Encode parameters into one reusable buffer (no allocation once it has grown).
+        constexpr std::size_t n = sizeof...(Params);
+        std::array<Oid, n + 1> types{};
+        std::array<const char*, n + 1> values{};
+        std::array<std::size_t, n + 1> offsets{};
+        std::array<bool, n + 1> nulls{};
+        params_.clear();
+        std::optional<error> bad;
+        [[maybe_unused]] std::size_t i = 0;
+        (
+            [&](const auto& p)
+            {
+                if (bad)
+                    return;
+                offsets[i] = params_.size();
+                auto e = encode_param(p, params_);
+                if (!e)
+                    bad = std::move(e.error());
+                else
+                {
+                    types[i] = e->type;
+                    nulls[i] = e->is_null;
+                }
+                ++i;
+            }(params),
+            ...);
+        if (bad)
+            co_return tl::unexpected(std::move(*bad));
+        for (std::size_t k = 0; k < n; ++k)
+            values[k] = nulls[k] ? nullptr : params_.data() + offsets[k];
+        if (sql.find('\0') != std::string_view::npos)
+            co_return fail(errc::invalid_argument, "SQL text contains an embedded NUL byte");
+        sql_.assign(sql);
+
+        if (!PQsendQueryParams(conn_.get(), sql_.c_str(), static_cast<int>(n), types.data(),
+                               values.data(), nullptr, nullptr, 0))
+            co_return tl::unexpected(failure_after_libpq_error(errc::query_failed));
+
+        bool throw_prev = co_await asio::this_coro::throw_if_cancelled();
+        co_await asio::this_coro::throw_if_cancelled(false);
+        auto r = co_await finish_statement(timeout.count() > 0 ? timeout : query_timeout_);
+        co_await asio::this_coro::throw_if_cancelled(throw_prev);
+        co_return r;
+    }
+
+private:
+    struct busy_guard
+    {
+        explicit busy_guard(bool& b) : b_(b) { b_ = true; }
+        ~busy_guard() { b_ = false; }
+        bool& b_;
+    };
+
+    // ---- deadline -----------------------------------------------------------------------
+
+    void arm(std::chrono::milliseconds d)
+    {
+        auto gen = ++deadline_->generation;
+        deadline_->hit = false;
+        if (d.count() <= 0)
+        {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_after(d);
+        timer_.async_wait(
+            [st = deadline_, gen](boost::system::error_code ec)
+            {
+                if (ec || st->generation != gen)
+                    return;
+                st->hit = true;
+                if (st->socket)
+                    st->socket->cancel();
+                if (st->resolver)
+                    st->resolver->cancel();
+            });
+    }
+    void disarm()
+    {
+        ++deadline_->generation;
+        deadline_->hit = false;
+        timer_.cancel();
+    }
+
+    // ---- waiting ------------------------------------------------------------------------
+
+    static asio::awaitable<bool> is_cancelled()
+    {
+        auto cs = co_await asio::this_coro::cancellation_state;
+        co_return cs.cancelled() != asio::cancellation_type::none;
+    }
+
+    // Waits for the socket to become readable or writable. `honour_cancel` is false while
+    // draining after a cancellation: then only our own deadline ends the wait.
+    asio::awaitable<wait_result> wait(asio::posix::stream_descriptor::wait_type w,
+                                      bool honour_cancel = true)
+    {
+        if (deadline_->hit)
+            co_return wait_result::deadline;
+        if (honour_cancel && co_await is_cancelled())
+            co_return wait_result::cancelled;
+        boost::system::error_code ec;
+        if (honour_cancel)
+            std::tie(ec) = co_await socket_.async_wait(w, asio::as_tuple(asio::use_awaitable));
+        else
+            std::tie(ec) = co_await socket_.async_wait(
+                w, asio::bind_cancellation_slot(asio::cancellation_slot(),
+                                                asio::as_tuple(asio::use_awaitable)));
+        co_return classify(ec);
+    }
+
+    // Waits until the socket is readable or writable: while libpq still has output to flush,
+    // the server may be blocked sending to us, so we must keep reading (libpq manual 34.4).
+    asio::awaitable<wait_result> wait_read_or_write(bool honour_cancel = true)
+    {
+        if (deadline_->hit)
+            co_return wait_result::deadline;
+        if (honour_cancel && co_await is_cancelled())
+            co_return wait_result::cancelled;
+        using sd = asio::posix::stream_descriptor;
+        auto [order, ec_read, ec_write] =
+            co_await asio::experimental::make_parallel_group(
+                socket_.async_wait(sd::wait_read, asio::deferred),
+                socket_.async_wait(sd::wait_write, asio::deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        co_return classify(order[0] == 0 ? ec_read : ec_write);
+    }
+
+    wait_result classify(const boost::system::error_code& ec) const
+    {
+        if (!ec)
+            return wait_result::ready;
+        if (ec == asio::error::operation_aborted)
+            return deadline_->hit ? wait_result::deadline : wait_result::cancelled;
+        return wait_result::failed;
+    }
+
+    // ---- connect internals --------------------------------------------------------------
+
+    asio::awaitable<expected<void>> connect_host(const connect_config& cfg, const host_port& hp)
+    {
+        // Unix-socket directory: no DNS, no hostaddr.
+        if (!hp.host.empty() && hp.host.front() == '/')
+            co_return co_await connect_address(cfg, hp.host, "", hp.port);
+        // Numeric address: no DNS.
+        boost::system::error_code ec;
+        asio::ip::make_address(hp.host, ec);
+        if (!ec)
+            co_return co_await connect_address(cfg, hp.host, hp.host, hp.port);
+
+        // A name: getaddrinfo runs on Asio's resolver thread, never on this executor.
+        auto [rec, endpoints] = co_await resolver_.async_resolve(
+            hp.host, std::to_string(hp.port), asio::as_tuple(asio::use_awaitable));
+        if (rec)
+        {
+            if (deadline_->hit)
+                co_return fail(errc::timeout, "connect timed out resolving " + hp.host);
+            if (rec == asio::error::operation_aborted)
+                co_return fail(errc::cancelled, "connect cancelled resolving " + hp.host);
+            co_return fail(errc::connect_failed,
+                           "could not resolve host \"" + hp.host + "\": " + rec.message());
+        }
+        error last(errc::connect_failed, "no address for host \"" + hp.host + "\"");
+        for (const auto& ep : endpoints)
+        {
+            auto r = co_await connect_address(cfg, hp.host, ep.endpoint().address().to_string(),
+                                              hp.port);
+            if (r)
+                co_return r;
+            last = std::move(r.error());
+            if (last.is(errc::timeout) || last.is(errc::cancelled))
+                break;
+        }
+        co_return tl::unexpected(std::move(last));
+    }
+
+    // Replaces our watched descriptor with a dup of libpq's current socket. libpq may swap
+    // the socket during PQconnectPoll (SSL/GSS fallbacks, multi-host), even keeping the same
+    // fd number, so this runs after every poll step.
+    bool watch_socket()
+    {
+        boost::system::error_code ec;
+        socket_.close(ec);
+        int fd = PQsocket(conn_.get());
+        if (fd < 0)
+            return false;
+        int mine = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (mine < 0)
+            return false;
+        socket_.assign(mine, ec);
+        if (ec)
+        {
+            ::close(mine);
+            return false;
+        }
+        return true;
+    }
+
+    asio::awaitable<expected<void>> connect_address(const connect_config& cfg,
+                                                    const std::string& host,
+                                                    const std::string& hostaddr, std::uint16_t port)
+    {
+        const std::string where = (host.empty() ? hostaddr : host) + ":" + std::to_string(port);
+        {
+            conn_params p(cfg, host, hostaddr, port);
+            conn_.reset(PQconnectStartParams(p.keys(), p.values(), 0));
+        }
+        if (!conn_)
+            co_return fail(errc::connect_failed, "out of memory starting a connection");
+        PQsetNoticeReceiver(conn_.get(), &connection_impl::receive_notice, this);
+        // VERBOSE makes libpq put the SQLSTATE into connect failure texts ("FATAL:  28P01:").
+        PQsetErrorVerbosity(conn_.get(), PQERRORS_VERBOSE);
+        if (PQstatus(conn_.get()) == CONNECTION_BAD)
+            co_return connect_failure(where);
+
+        // As the manual says: behave as if the last poll returned PGRES_POLLING_WRITING.
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        for (;;)
+        {
+            if (!watch_socket())
+                co_return connect_failure(where);
+            if (st == PGRES_POLLING_OK)
+                break;
+            if (st == PGRES_POLLING_FAILED)
+                co_return connect_failure(where);
+            using sd = asio::posix::stream_descriptor;
+            auto w = co_await wait(st == PGRES_POLLING_READING ? sd::wait_read : sd::wait_write);
+            if (w == wait_result::deadline)
+            {
+                close();
+                co_return fail(errc::timeout, "connect to " + where + " timed out after " +
+                                                  std::to_string(cfg.connect_timeout.count()) +
+                                                  " ms");
+            }
+            if (w == wait_result::cancelled)
+            {
+                close();
+                co_return fail(errc::cancelled, "connect to " + where + " cancelled");
+            }
+            st = PQconnectPoll(conn_.get());
+        }
+        PQsetErrorVerbosity(conn_.get(), PQERRORS_DEFAULT);
+        if (PQsetnonblocking(conn_.get(), 1) != 0)
+            co_return connect_failure(where);
+        co_return expected<void>{};
+    }
+
+    tl::unexpected<error> connect_failure(const std::string& where)
+    {
+        std::string msg = first_line(PQerrorMessage(conn_.get()));
+        sqlstate st = sqlstate_from_verbose_text(msg);
+        // Drop the "FATAL:  28P01: " prefix's code from the readable text; keep severity.
+        if (!st.empty())
+        {
+            auto p = msg.find(std::string(st.view()) + ": ");
+            if (p != std::string::npos)
+                msg.erase(p, 7);
+        }
+        close();
+        return fail(errc::connect_failed, "connect to " + where + " failed: " + msg, st);
+    }
+
+    // ---- statement internals ------------------------------------------------------------
+
+    // After a libpq call failed: the connection may be broken (libpq may have closed its
+    // socket already). Then close everything and report connection_lost.
+    error failure_after_libpq_error(errc otherwise)
+    {
+        std::string msg = conn_message(conn_.get());
+        if (!is_open())
+        {
+            close();
+            return error(errc::connection_lost, std::move(msg));
+        }
+        return error(otherwise, std::move(msg));
+    }
+
+    // Flushes the statement, then reads results until libpq returns NULL.
+    asio::awaitable<expected<result>> finish_statement(std::chrono::milliseconds timeout)
+    {
+        arm(timeout);
+        using sd = asio::posix::stream_descriptor;
+        PGconn* c = conn_.get();
+        for (;;)
+        {
+            int f = PQflush(c);
+            if (f == 0)
+                break;
+            if (f < 0)
+            {
+                disarm();
+                co_return tl::unexpected(failure_after_libpq_error(errc::connection_lost));
+            }
+            auto w = co_await wait_read_or_write();
+            if (w != wait_result::ready)
+            {
+                // Part of the statement is still unsent: no clean way back. Discard.
+                disarm();
+                close();
+                co_return abandon_error(w, timeout, "while sending");
+            }
+            if (!PQconsumeInput(c))
+            {
+                disarm();
+                co_return tl::unexpected(failure_after_libpq_error(errc::connection_lost));
+            }
+        }
+
+        std::optional<result> ok;
+        std::optional<error> err;
+        for (;;)
+        {
+            if (!PQisBusy(c))
+            {
+                pgresult_ptr r(PQgetResult(c));
+                if (!r)
+                    break;
+                collect(std::move(r), ok, err);
+                continue;
+            }
+            auto w = co_await wait(sd::wait_read);
+            if (w == wait_result::ready)
+            {
+                if (!PQconsumeInput(c))
+                {
+                    disarm();
+                    co_return tl::unexpected(failure_after_libpq_error(errc::connection_lost));
+                }
+                continue;
+            }
+            if (w == wait_result::failed)
+            {
+                disarm();
+                close();
+                co_return fail(errc::connection_lost, "socket error while waiting for results");
+            }
+            co_return co_await cancel_and_drain(w, timeout);
+        }
+        disarm();
+        if (err)
+        {
+            if (!is_open())
+                close();
+            co_return tl::unexpected(std::move(*err));
+        }
+        if (!ok)
+            co_return fail(errc::protocol_error, "statement returned no result");
+        co_return std::move(*ok);
+    }
+
+    void collect(pgresult_ptr r, std::optional<result>& ok, std::optional<error>& err)
+    {
+        switch (PQresultStatus(r.get()))
+        {
+        case PGRES_COMMAND_OK:
+        case PGRES_TUPLES_OK:
+        case PGRES_EMPTY_QUERY:
+            if (!err)
+                ok.emplace(std::move(r));
+            break;
+        case PGRES_COPY_IN:
+        case PGRES_COPY_OUT:
+        case PGRES_COPY_BOTH:
+            // COPY is not supported through query(); the connection cannot be recovered.
+            if (!err)
+                err = error(errc::protocol_error, "COPY is not supported by query()");
+            close();
+            break;
+        default:
+            if (!err)
+                err = result_error(r.get(), conn_.get());
+            break;
+        }
+    }
+
+    tl::unexpected<error> abandon_error(wait_result w, std::chrono::milliseconds timeout,
+                                        std::string_view when)
+    {
+        std::string suffix = when.empty() ? std::string() : " " + std::string(when);
+        if (w == wait_result::deadline)
+            return fail(errc::timeout, "statement timed out after " +
+                                           std::to_string(timeout.count()) + " ms" + suffix);
+        if (w == wait_result::cancelled)
+            return fail(errc::cancelled, "statement cancelled" + suffix);
+        return fail(errc::connection_lost, "socket error" + suffix);
+    }
+
+    // The statement's deadline passed or its coroutine was cancelled while the server works
+    // on it. Ask the server to cancel (PQcancel on the helper thread), drain the results to
+    // NULL and wait for the cancel request to finish, all within cancel_timeout; then the
+    // connection is idle and reusable. Otherwise close it: a late cancel must never hit the
+    // next statement.
+    asio::awaitable<expected<result>> cancel_and_drain(wait_result why,
+                                                       std::chrono::milliseconds timeout)
+    {
+        arm(cancel_timeout_);
+        auto sig = std::make_shared<cancel_signal>(ex_);
+        sig->timer.expires_after(cancel_timeout_);
+        if (pgcancel_ptr pc{PQgetCancel(conn_.get())})
+            asio::use_service<cancel_service>(asio::query(ex_, asio::execution::context))
+                .start(std::move(pc), sig, ex_);
+        else
+            sig->done = true;
+
+        using sd = asio::posix::stream_descriptor;
+        PGconn* c = conn_.get();
+        bool drained = false;
+        sqlstate server_state;
+        for (;;)
+        {
+            if (!PQisBusy(c))
+            {
+                pgresult_ptr r(PQgetResult(c));
+                if (!r)
+                {
+                    drained = true;
+                    break;
+                }
+                if (const char* s = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE))
+                    server_state = sqlstate(s);
+                continue;
+            }
+            if (co_await wait(sd::wait_read, false) != wait_result::ready || !PQconsumeInput(c))
+                break;
+        }
+        if (!sig->done)
+            co_await sig->timer.async_wait(asio::bind_cancellation_slot(
+                asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
+        disarm();
+        if (!drained || !sig->done || !is_open())
+            close();
+
+        auto e = abandon_error(why, timeout, "");
+        if (server_state == "57014")
+            e.value().message += "; cancelled on the server";
+        else if (!is_open())
+            e.value().message += "; connection closed";
+        co_return e;
+    }
+
+    static void receive_notice(void* self, const PGresult* r)
+    {
+        auto* me = static_cast<connection_impl*>(self);
+        if (!me->on_notice_)
+            return;
+        const char* sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+        const char* st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char* msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        me->on_notice_(notice{sev ? sev : "", st ? sqlstate(st) : sqlstate(), msg ? msg : ""});
+    }
+
+    asio::any_io_executor ex_;
+    pgconn_ptr conn_;
+    asio::posix::stream_descriptor socket_; // a dup of PQsocket(); ours to close
+    asio::steady_timer timer_;
+    asio::ip::tcp::resolver resolver_;
+    std::shared_ptr<deadline_state> deadline_;
+    std::function<void(const notice&)> on_notice_;
+    std::chrono::milliseconds cancel_timeout_{std::chrono::seconds(5)};
+    std::chrono::milliseconds query_timeout_{0};
+    std::string params_; // encoded parameters, reused across statements
+    std::string sql_;    // NUL-terminated copy of the statement text, reused
+    bool busy_ = false;
+};
+
+} // namespace pgcoro::detail
+
+#endif // PGCORO_DETAIL_CONNECTION_IMPL_HPP

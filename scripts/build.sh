@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds pgcoro (tests, examples, benchmarks) into BUILD_DIR (default: build).
+#   scripts/build.sh [BUILD_DIR] [extra cmake -D options...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+shift || true
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" "$@" >/dev/null
+cmake --build "$build" -j "$(nproc)"
