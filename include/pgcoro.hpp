@@ -2,10 +2,19 @@
 #ifndef PGCORO_HPP
 #define PGCORO_HPP
 
+#include <pgcoro/config_error.hpp>
 #include <pgcoro/connect_config.hpp>
+#include <pgcoro/database_url.hpp>
 #include <pgcoro/connection.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/lease.hpp>
+#include <pgcoro/pool.hpp>
+#include <pgcoro/pool_config.hpp>
+#include <pgcoro/pool_stats.hpp>
+#include <pgcoro/profile.hpp>
 #include <pgcoro/result.hpp>
 #include <pgcoro/secret.hpp>
+#include <pgcoro/settings.hpp>
+#include <pgcoro/validate.hpp>
 
 #endif // PGCORO_HPP

@@ -15,6 +15,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -29,6 +30,7 @@
 #include <libpq-fe.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <fcntl.h>
 #include <functional>
@@ -69,15 +71,15 @@ class connection_impl
     // only touches this shared block, and only when its generation still matches.
     struct deadline_state
     {
-        unsigned generation = 0;
-        bool hit = false;
+        std::atomic<unsigned> generation{0};
+        std::atomic<bool> hit{false};
         asio::posix::stream_descriptor* socket = nullptr;
         asio::ip::tcp::resolver* resolver = nullptr;
     };
 
 public:
     explicit connection_impl(asio::any_io_executor ex)
-        : ex_(ex), socket_(ex), timer_(ex), resolver_(ex),
+        : ex_(ex), op_ex_(ex), socket_(ex), timer_(ex), resolver_(ex),
           deadline_(std::make_shared<deadline_state>())
     {
         deadline_->socket = &socket_;
@@ -118,6 +120,7 @@ public:
         if (busy_)
             co_return fail(errc::busy, "connection is running another operation");
         busy_guard guard(busy_);
+        op_ex_ = co_await asio::this_coro::executor;
         close();
         cancel_timeout_ = cfg.cancel_timeout;
         query_timeout_ = cfg.query_timeout;
@@ -155,6 +158,7 @@ public:
         if (!is_open())
             co_return fail(errc::connection_lost, "connection is not open");
         busy_guard guard(busy_);
+        op_ex_ = co_await asio::this_coro::executor;
 
         // Encode parameters into one reusable buffer (no allocation once it has grown).
         constexpr std::size_t n = sizeof...(Params);
@@ -211,6 +215,9 @@ private:
 
     // ---- deadline -----------------------------------------------------------------------
 
+    // The handler runs on the executor of the coroutine that armed the timer (not on the
+    // connection's own executor), so it is serialised with that coroutine when it runs on a
+    // strand; the fields it touches are atomics for the case where it does not.
     void arm(std::chrono::milliseconds d)
     {
         auto gen = ++deadline_->generation;
@@ -221,17 +228,17 @@ private:
             return;
         }
         timer_.expires_after(d);
-        timer_.async_wait(
-            [st = deadline_, gen](boost::system::error_code ec)
-            {
-                if (ec || st->generation != gen)
-                    return;
-                st->hit = true;
-                if (st->socket)
-                    st->socket->cancel();
-                if (st->resolver)
-                    st->resolver->cancel();
-            });
+        timer_.async_wait(asio::bind_executor(op_ex_,
+                                              [st = deadline_, gen](boost::system::error_code ec)
+                                              {
+                                                  if (ec || st->generation != gen)
+                                                      return;
+                                                  st->hit = true;
+                                                  if (st->socket)
+                                                      st->socket->cancel();
+                                                  if (st->resolver)
+                                                      st->resolver->cancel();
+                                              }));
     }
     void disarm()
     {
@@ -556,7 +563,7 @@ private:
         sig->timer.expires_after(cancel_timeout_);
         if (pgcancel_ptr pc{PQgetCancel(conn_.get())})
             asio::use_service<cancel_service>(asio::query(ex_, asio::execution::context))
-                .start(std::move(pc), sig, ex_);
+                .start(std::move(pc), sig, op_ex_);
         else
             sig->done = true;
 
@@ -608,6 +615,7 @@ private:
     }
 
     asio::any_io_executor ex_;
+    asio::any_io_executor op_ex_; // executor of the coroutine running the current operation
     pgconn_ptr conn_;
     asio::posix::stream_descriptor socket_; // a dup of PQsocket(); ours to close
     asio::steady_timer timer_;

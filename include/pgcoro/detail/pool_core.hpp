@@ -1,0 +1,663 @@
+// pgcoro/detail/pool_core.hpp - the pool's shared state and the thin driver that does its I/O.
+#ifndef PGCORO_DETAIL_POOL_CORE_HPP
+#define PGCORO_DETAIL_POOL_CORE_HPP
+
+#include <pgcoro/connect_config.hpp>
+#include <pgcoro/connection.hpp>
+#include <pgcoro/detail/pool_policy.hpp>
+#include <pgcoro/error.hpp>
+#include <pgcoro/pool_config.hpp>
+#include <pgcoro/pool_stats.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <poll.h>
+#include <random>
+#include <source_location>
+#include <string>
+#include <vector>
+
+namespace pgcoro::detail
+{
+
+namespace asio = boost::asio;
+
+// One pooled connection and its bookkeeping. Owned by pool_core::nodes_.
+struct pool_node
+{
+    using time_point = std::chrono::steady_clock::time_point;
+    explicit pool_node(asio::any_io_executor ex) : conn(std::move(ex)) {}
+
+    connection conn;
+    node_state state = node_state::connecting;
+    time_point retire = time_point::max(); // max_lifetime (with jitter) ends here
+    time_point idle_since{};
+    time_point leased_at{};
+    std::source_location acquired_at{};
+    bool leak_reported = false;
+};
+
+// A suspected leak, as handed to the leak handler.
+struct leak_info
+{
+    std::source_location where;     // the acquire() that took the lease
+    std::chrono::milliseconds held; // how long it has been held so far
+    int backend_pid;                // the server process behind it
+};
+
+// One waiting acquire(). Lives in the waiting coroutine's frame; the deque holds a pointer.
+// Waking it = setting `assigned` (or `closed`) and cancelling its timer; the timer's own
+// expiry is the acquire deadline. `assigned` is checked first, so a node handed over just as
+// the deadline passed is still received (and cannot be lost).
+struct pool_waiter
+{
+    pool_waiter(asio::any_io_executor ex, std::chrono::steady_clock::time_point deadline,
+                std::source_location loc)
+        : timer(std::move(ex), deadline), where(loc)
+    {
+    }
+    asio::steady_timer timer;
+    std::source_location where;
+    pool_node* assigned = nullptr;
+    bool closed = false;
+};
+
+// Everything below runs on strand_ (the public pool and leases post or co_spawn onto it);
+// only the atomics in `gauges_`/`totals_` are read from other threads, by stats().
+class pool_core : public std::enable_shared_from_this<pool_core>
+{
+public:
+    using clock = std::chrono::steady_clock;
+    using strand_type = asio::strand<asio::any_io_executor>;
+
+    pool_core(asio::any_io_executor ex, connect_config ccfg, pool_config pcfg)
+        : strand_(asio::make_strand(ex)), ccfg_(std::move(ccfg)), cfg_(pcfg), maint_timer_(strand_),
+          refill_timer_(strand_), drain_timer_(strand_), rng_(std::random_device{}())
+    {
+        if (ccfg_.query_timeout.count() == 0)
+            ccfg_.query_timeout = cfg_.query_timeout;
+    }
+
+    const strand_type& strand() const noexcept { return strand_; }
+
+    // Starts the maintenance sweep and the min_size refill. Called once, after make_shared.
+    void start()
+    {
+        asio::co_spawn(strand_, maintain(shared_from_this()), asio::detached);
+        start_connects();
+    }
+
+    void set_leak_handler(std::function<void(const leak_info&)> h) { on_leak_ = std::move(h); }
+
+    // ---- acquire ------------------------------------------------------------------------
+
+    asio::awaitable<expected<pool_node*>> acquire(std::source_location loc)
+    {
+        // This coroutine reports cancellation as a value, never by throwing.
+        co_await asio::this_coro::throw_if_cancelled(false);
+        if (closed_)
+        {
+            ++totals_.rejected;
+            co_return fail(errc::pool_closed, "pool is closed");
+        }
+        const auto start = clock::now();
+        while (pool_node* n = take_idle(start))
+        {
+            if (cfg_.validate_after_idle.count() > 0 &&
+                start - n->idle_since >= cfg_.validate_after_idle)
+            {
+                n->state = node_state::validating;
+                bool ok = co_await ping(*n);
+                if (closed_)
+                {
+                    close_node(n, close_reason::shutdown);
+                    ++totals_.rejected;
+                    co_return fail(errc::pool_closed, "pool is closed");
+                }
+                if (!ok)
+                {
+                    close_node(n, close_reason::validation_failed);
+                    continue;
+                }
+            }
+            lease_out(n, loc);
+            ++totals_.acquired_immediately;
+            co_return n;
+        }
+
+        if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
+        {
+            ++totals_.rejected;
+            co_return fail(errc::too_many_waiters,
+                           "acquire rejected: " + std::to_string(waiters_.size()) +
+                               " waiters already (max_waiters)");
+        }
+        pool_waiter w(strand_, start + cfg_.acquire_timeout, loc);
+        waiters_.push_back(&w);
+        update_gauges();
+        start_connects();
+
+        boost::system::error_code ec = asio::error::operation_aborted;
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() == asio::cancellation_type::none)
+            std::tie(ec) = co_await w.timer.async_wait(asio::as_tuple(asio::use_awaitable));
+
+        if (w.assigned)
+        {
+            ++totals_.acquired_after_wait;
+            co_return w.assigned;
+        }
+        if (w.closed)
+        {
+            ++totals_.rejected;
+            co_return fail(errc::pool_closed, "pool closed while waiting");
+        }
+        if (!ec)
+        {
+            // Described while this waiter still counts among the waiters.
+            auto e = timeout_error(clock::now() - start);
+            std::erase(waiters_, &w);
+            ++totals_.timed_out;
+            update_gauges();
+            co_return tl::unexpected(std::move(e));
+        }
+        std::erase(waiters_, &w);
+        update_gauges();
+        ++totals_.cancelled;
+        co_return fail(errc::cancelled, "acquire cancelled");
+    }
+
+    // ---- release ------------------------------------------------------------------------
+
+    // A lease gave its connection back (posted onto the strand by the lease).
+    void release(pool_node* n, bool broken)
+    {
+        if (closed_)
+        {
+            close_node(n, close_reason::shutdown);
+            return;
+        }
+        if (broken || !n->conn.is_open())
+        {
+            close_node(n, close_reason::broken);
+            return;
+        }
+        switch (n->conn.transaction_status())
+        {
+        case PQTRANS_IDLE:
+            make_available(n);
+            return;
+        case PQTRANS_INTRANS:
+        case PQTRANS_INERROR:
+            // Returned inside a transaction: roll it back before anyone else gets it.
+            n->state = node_state::resetting;
+            asio::co_spawn(strand_, reset(shared_from_this(), n), asio::detached);
+            return;
+        default:
+            // Returned in the middle of a statement (its coroutine was destroyed): the
+            // protocol state is unknown, so it is never reused.
+            close_node(n, close_reason::broken);
+            return;
+        }
+    }
+
+    // ---- warmup and close ---------------------------------------------------------------
+
+    // Waits until min_size connections are open; fails with the connect error as soon as a
+    // connect fails, or with timeout after connect_timeout (+ the refill delays).
+    asio::awaitable<expected<void>> warmup()
+    {
+        co_await asio::this_coro::throw_if_cancelled(false);
+        const auto failures_before = totals_.connect_failures.load();
+        start_connects();
+        asio::steady_timer t(strand_);
+        auto limit =
+            clock::now() + std::max(ccfg_.connect_timeout, std::chrono::milliseconds(1000));
+        for (;;)
+        {
+            if (closed_)
+                co_return fail(errc::pool_closed, "pool is closed");
+            if (ready_count() >= cfg_.min_size)
+                co_return expected<void>{};
+            if (totals_.connect_failures.load() != failures_before && last_error_)
+                co_return tl::unexpected(*last_error_);
+            if (clock::now() >= limit)
+                co_return fail(errc::timeout, "warmup did not reach min_size in time");
+            t.expires_at(std::min(limit, clock::now() + std::chrono::milliseconds(20)));
+            watchers_.push_back(&t);
+            auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+            std::erase(watchers_, &t);
+            if (ec && (co_await asio::this_coro::cancellation_state).cancelled() !=
+                          asio::cancellation_type::none)
+                co_return fail(errc::cancelled, "warmup cancelled");
+        }
+    }
+
+    // Stops new acquires, fails the waiters, closes idle connections, waits up to `grace`
+    // for leased ones to come back, then closes whatever remains as it returns.
+    asio::awaitable<void> close(std::chrono::milliseconds grace)
+    {
+        co_await asio::this_coro::throw_if_cancelled(false);
+        begin_shutdown();
+        drain_timer_.expires_after(grace);
+        while (!nodes_.empty())
+        {
+            auto [ec] = co_await drain_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (!ec)
+                break; // grace period over; the rest close when their leases return
+        }
+    }
+
+    // The pool object went away: shut down without waiting.
+    void begin_shutdown()
+    {
+        if (closed_)
+            return;
+        closed_ = true;
+        maint_timer_.cancel();
+        refill_timer_.cancel();
+        for (pool_waiter* w : waiters_)
+        {
+            w->closed = true;
+            w->timer.cancel();
+        }
+        waiters_.clear();
+        while (!idle_.empty())
+        {
+            pool_node* n = idle_.back();
+            idle_.pop_back();
+            close_node(n, close_reason::shutdown);
+        }
+        for (auto* t : watchers_)
+            t->cancel();
+        update_gauges();
+    }
+
+    // ---- runtime reconfiguration --------------------------------------------------------
+
+    void set_max_size(std::size_t n)
+    {
+        cfg_.max_size = std::max<std::size_t>(n, 1);
+        cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
+        while (nodes_.size() > cfg_.max_size && !idle_.empty())
+        {
+            pool_node* idle = idle_.front(); // the coldest
+            idle_.erase(idle_.begin());
+            close_node(idle, close_reason::idle_timeout);
+        }
+        start_connects();
+    }
+    void set_acquire_timeout(std::chrono::milliseconds d) { cfg_.acquire_timeout = d; }
+    void set_idle_timeout(std::chrono::milliseconds d) { cfg_.idle_timeout = d; }
+    pool_config config() const { return cfg_; }
+
+    // ---- stats (any thread) -------------------------------------------------------------
+
+    pool_stats stats() const noexcept
+    {
+        pool_stats s;
+        s.size = gauges_.size.load(std::memory_order_relaxed);
+        s.idle = gauges_.idle.load(std::memory_order_relaxed);
+        s.leased = gauges_.leased.load(std::memory_order_relaxed);
+        s.connecting = gauges_.connecting.load(std::memory_order_relaxed);
+        s.waiters = gauges_.waiters.load(std::memory_order_relaxed);
+        s.acquired_immediately = totals_.acquired_immediately.load(std::memory_order_relaxed);
+        s.acquired_after_wait = totals_.acquired_after_wait.load(std::memory_order_relaxed);
+        s.timed_out = totals_.timed_out.load(std::memory_order_relaxed);
+        s.cancelled = totals_.cancelled.load(std::memory_order_relaxed);
+        s.rejected = totals_.rejected.load(std::memory_order_relaxed);
+        s.opened = totals_.opened.load(std::memory_order_relaxed);
+        s.connect_failures = totals_.connect_failures.load(std::memory_order_relaxed);
+        s.closed_idle = totals_.closed_idle.load(std::memory_order_relaxed);
+        s.closed_lifetime = totals_.closed_lifetime.load(std::memory_order_relaxed);
+        s.closed_broken = totals_.closed_broken.load(std::memory_order_relaxed);
+        s.closed_validation = totals_.closed_validation.load(std::memory_order_relaxed);
+        s.closed_shutdown = totals_.closed_shutdown.load(std::memory_order_relaxed);
+        s.leaks_reported = totals_.leaks_reported.load(std::memory_order_relaxed);
+        return s;
+    }
+
+private:
+    // ---- state transitions (each in one place) ------------------------------------------
+
+    void lease_out(pool_node* n, std::source_location loc)
+    {
+        n->state = node_state::leased;
+        n->leased_at = clock::now();
+        n->acquired_at = loc;
+        n->leak_reported = false;
+        update_gauges();
+    }
+
+    // A connection is ready: the first waiter gets it, else it goes on the idle stack.
+    void make_available(pool_node* n)
+    {
+        if (closed_)
+        {
+            close_node(n, close_reason::shutdown);
+            return;
+        }
+        auto now = clock::now();
+        if (now >= n->retire)
+        {
+            close_node(n, close_reason::lifetime);
+            return;
+        }
+        if (!waiters_.empty())
+        {
+            pool_waiter* w = waiters_.front();
+            waiters_.pop_front();
+            w->assigned = n;
+            lease_out(n, w->where);
+            w->timer.cancel();
+            return;
+        }
+        n->state = node_state::idle;
+        n->idle_since = now;
+        idle_.push_back(n);
+        update_gauges();
+    }
+
+    void close_node(pool_node* n, close_reason why)
+    {
+        n->conn.close();
+        switch (why)
+        {
+        case close_reason::idle_timeout:
+            ++totals_.closed_idle;
+            break;
+        case close_reason::lifetime:
+            ++totals_.closed_lifetime;
+            break;
+        case close_reason::broken:
+            ++totals_.closed_broken;
+            break;
+        case close_reason::validation_failed:
+            ++totals_.closed_validation;
+            break;
+        case close_reason::shutdown:
+            ++totals_.closed_shutdown;
+            break;
+        }
+        std::erase(idle_, n);
+        auto it =
+            std::find_if(nodes_.begin(), nodes_.end(), [n](const auto& p) { return p.get() == n; });
+        if (it != nodes_.end())
+        {
+            std::swap(*it, nodes_.back());
+            nodes_.pop_back();
+        }
+        update_gauges();
+        if (closed_ && nodes_.empty())
+            drain_timer_.cancel();
+        start_connects(); // replace it if min_size or waiters need one
+    }
+
+    // Pops the most recently used idle connection that is still good. A connection whose
+    // socket turned readable while idle has been spoken to by the server - in practice a
+    // FATAL (terminated, shutdown) before EOF - so it is replaced, not handed out.
+    pool_node* take_idle(clock::time_point now)
+    {
+        while (!idle_.empty())
+        {
+            pool_node* n = idle_.back();
+            idle_.pop_back();
+            if (now >= n->retire)
+                close_node(n, close_reason::lifetime);
+            else if (!n->conn.is_open() || socket_readable(*n))
+                close_node(n, close_reason::broken);
+            else
+                return n;
+        }
+        return nullptr;
+    }
+
+    static bool socket_readable(pool_node& n)
+    {
+        pollfd p{PQsocket(n.conn.native_handle()), POLLIN, 0};
+        return p.fd < 0 || ::poll(&p, 1, 0) != 0;
+    }
+
+    // ---- connects -----------------------------------------------------------------------
+
+    void start_connects()
+    {
+        if (closed_)
+            return;
+        if (clock::now() < next_connect_at_)
+        {
+            schedule_refill();
+            return;
+        }
+        pool_counts c{nodes_.size(), connecting_, idle_.size(), waiters_.size()};
+        for (std::size_t k = connects_to_start(c, cfg_); k > 0; --k)
+        {
+            nodes_.push_back(std::make_unique<pool_node>(strand_));
+            ++connecting_;
+            asio::co_spawn(strand_, open(shared_from_this(), nodes_.back().get()), asio::detached);
+        }
+        update_gauges();
+    }
+
+    void schedule_refill()
+    {
+        if (refill_pending_)
+            return;
+        refill_pending_ = true;
+        refill_timer_.expires_at(next_connect_at_);
+        refill_timer_.async_wait(
+            asio::bind_executor(strand_,
+                                [self = shared_from_this()](boost::system::error_code ec)
+                                {
+                                    self->refill_pending_ = false;
+                                    if (!ec)
+                                        self->start_connects();
+                                }));
+    }
+
+    static asio::awaitable<void> open(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r = co_await n->conn.connect(self->ccfg_);
+        --self->connecting_;
+        for (auto* t : self->watchers_)
+            t->cancel();
+        if (self->closed_)
+        {
+            self->close_node(n, close_reason::shutdown);
+            co_return;
+        }
+        if (!r)
+        {
+            self->last_error_ = std::move(r.error());
+            ++self->totals_.connect_failures;
+            ++self->consecutive_failures_;
+            self->next_connect_at_ =
+                clock::now() + refill_delay(self->consecutive_failures_, self->cfg_);
+            // Not counted as a close: it never opened.
+            std::erase_if(self->nodes_, [n](const auto& p) { return p.get() == n; });
+            self->update_gauges();
+            self->start_connects();
+            co_return;
+        }
+        self->consecutive_failures_ = 0;
+        self->next_connect_at_ = {};
+        ++self->totals_.opened;
+        std::uniform_real_distribution<double> unit(0.0, 1.0);
+        n->retire = retire_at(clock::now(), self->cfg_, unit(self->rng_));
+        self->make_available(n);
+        self->start_connects();
+    }
+
+    // ---- validation, reset, maintenance -------------------------------------------------
+
+    asio::awaitable<bool> ping(pool_node& n)
+    {
+        // An empty statement is the cheapest full round trip (EmptyQueryResponse).
+        auto r = co_await n.conn.query(query_options{cfg_.validation_timeout}, "");
+        co_return r.has_value();
+    }
+
+    static asio::awaitable<void> reset(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r = co_await n->conn.query(query_options{self->cfg_.validation_timeout}, "ROLLBACK");
+        if (r && n->conn.transaction_status() == PQTRANS_IDLE)
+            self->make_available(n);
+        else
+            self->close_node(n, close_reason::broken);
+    }
+
+    static asio::awaitable<void> keepalive(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        bool ok = co_await self->ping(*n);
+        if (ok)
+            self->make_available(n);
+        else
+            self->close_node(n, close_reason::validation_failed);
+    }
+
+    static asio::awaitable<void> maintain(std::shared_ptr<pool_core> self)
+    {
+        while (!self->closed_)
+        {
+            self->maint_timer_.expires_after(maintenance_interval(self->cfg_));
+            auto [ec] = co_await self->maint_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || self->closed_)
+                break;
+            self->sweep(clock::now());
+        }
+    }
+
+    // Idle timeout, max lifetime, dead idle sockets, keepalive pings and leak reports.
+    void sweep(clock::time_point now)
+    {
+        // Oldest idle first (the stack's bottom), so idle_timeout trims the coldest.
+        std::vector<pool_node*> idle_now(idle_.begin(), idle_.end());
+        for (pool_node* n : idle_now)
+        {
+            if (now >= n->retire)
+                close_node(n, close_reason::lifetime);
+            else if (!n->conn.is_open() || socket_readable(*n))
+                close_node(n, close_reason::broken);
+            else if (idle_expired(now - n->idle_since, nodes_.size(), cfg_))
+                close_node(n, close_reason::idle_timeout);
+            else if (cfg_.keepalive_interval.count() > 0 &&
+                     now - n->idle_since >= cfg_.keepalive_interval)
+            {
+                std::erase(idle_, n);
+                n->state = node_state::validating;
+                update_gauges();
+                asio::co_spawn(strand_, keepalive(shared_from_this(), n), asio::detached);
+            }
+        }
+        if (cfg_.leak_threshold.count() > 0)
+            for (auto& p : nodes_)
+                if (p->state == node_state::leased && !p->leak_reported &&
+                    now - p->leased_at >= cfg_.leak_threshold)
+                {
+                    p->leak_reported = true;
+                    ++totals_.leaks_reported;
+                    if (on_leak_)
+                        on_leak_(leak_info{p->acquired_at,
+                                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               now - p->leased_at),
+                                           p->conn.backend_pid()});
+                }
+        start_connects();
+    }
+
+    // ---- diagnostics --------------------------------------------------------------------
+
+    std::size_t ready_count() const { return nodes_.size() - connecting_; }
+
+    error timeout_error(clock::duration waited) const
+    {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+        auto s = stats();
+        std::string msg =
+            "no connection within " + std::to_string(ms) + " ms (acquire_timeout " +
+            std::to_string(cfg_.acquire_timeout.count()) + " ms): size=" + std::to_string(s.size) +
+            "/" + std::to_string(cfg_.max_size) + " in_use=" + std::to_string(s.leased) +
+            " idle=" + std::to_string(s.idle) + " connecting=" + std::to_string(s.connecting) +
+            " waiters=" + std::to_string(s.waiters);
+        if (auto oldest = oldest_lease())
+            msg += "; oldest lease taken at " + std::string(oldest->file_name()) + ":" +
+                   std::to_string(oldest->line());
+        if (last_error_)
+            msg += "; last connect error: " + last_error_->to_string();
+        return error(errc::pool_timeout, std::move(msg));
+    }
+
+    std::optional<std::source_location> oldest_lease() const
+    {
+        const pool_node* oldest = nullptr;
+        for (const auto& p : nodes_)
+            if (p->state == node_state::leased && (!oldest || p->leased_at < oldest->leased_at))
+                oldest = p.get();
+        if (!oldest)
+            return std::nullopt;
+        return oldest->acquired_at;
+    }
+
+    void update_gauges()
+    {
+        gauges_.size.store(nodes_.size(), std::memory_order_relaxed);
+        gauges_.idle.store(idle_.size(), std::memory_order_relaxed);
+        gauges_.connecting.store(connecting_, std::memory_order_relaxed);
+        gauges_.leased.store(nodes_.size() - idle_.size() - connecting_, std::memory_order_relaxed);
+        gauges_.waiters.store(waiters_.size(), std::memory_order_relaxed);
+    }
+
+    strand_type strand_;
+    connect_config ccfg_;
+    pool_config cfg_;
+    asio::steady_timer maint_timer_;
+    asio::steady_timer refill_timer_;
+    asio::steady_timer drain_timer_;
+    std::mt19937_64 rng_;
+
+    std::vector<std::unique_ptr<pool_node>> nodes_; // every connection, whatever its state
+    std::vector<pool_node*> idle_;                  // LIFO: back() is the hottest
+    std::deque<pool_waiter*> waiters_;              // FIFO
+    std::vector<asio::steady_timer*> watchers_;     // warmups waiting for connect progress
+    std::size_t connecting_ = 0;
+    unsigned consecutive_failures_ = 0;
+    clock::time_point next_connect_at_{};
+    bool refill_pending_ = false;
+    bool closed_ = false;
+    std::optional<error> last_error_;
+    std::function<void(const leak_info&)> on_leak_;
+
+    struct
+    {
+        std::atomic<std::size_t> size{0}, idle{0}, leased{0}, connecting{0}, waiters{0};
+    } gauges_;
+    struct
+    {
+        std::atomic<std::uint64_t> acquired_immediately{0}, acquired_after_wait{0}, timed_out{0},
+            cancelled{0}, rejected{0}, opened{0}, connect_failures{0}, closed_idle{0},
+            closed_lifetime{0}, closed_broken{0}, closed_validation{0}, closed_shutdown{0},
+            leaks_reported{0};
+    } totals_;
+};
+
+} // namespace pgcoro::detail
+
+#endif // PGCORO_DETAIL_POOL_CORE_HPP

@@ -1,0 +1,140 @@
+// pgcoro/detail/pool_policy.hpp - the pool's decisions as pure functions of (config, counts, now).
+#ifndef PGCORO_DETAIL_POOL_POLICY_HPP
+#define PGCORO_DETAIL_POOL_POLICY_HPP
+
+#include <pgcoro/pool_config.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <string_view>
+
+namespace pgcoro::detail
+{
+
+// Where a pooled connection is in its life. Every transition happens in pool_core, in one
+// place each, which is also where counters change and events fire.
+enum class node_state
+{
+    connecting, // connect() in flight
+    idle,       // on the idle stack
+    leased,     // a lease holds it
+    resetting,  // returned inside a transaction: ROLLBACK in flight
+    validating, // a ping before hand-out or a background keepalive
+};
+
+constexpr std::string_view to_string(node_state s) noexcept
+{
+    switch (s)
+    {
+    case node_state::connecting:
+        return "connecting";
+    case node_state::idle:
+        return "idle";
+    case node_state::leased:
+        return "leased";
+    case node_state::resetting:
+        return "resetting";
+    case node_state::validating:
+        return "validating";
+    }
+    return "unknown";
+}
+
+// Why a connection left the pool; each has its own counter.
+enum class close_reason
+{
+    idle_timeout,
+    lifetime,
+    broken,
+    validation_failed,
+    shutdown,
+};
+
+constexpr std::string_view to_string(close_reason r) noexcept
+{
+    switch (r)
+    {
+    case close_reason::idle_timeout:
+        return "idle_timeout";
+    case close_reason::lifetime:
+        return "lifetime";
+    case close_reason::broken:
+        return "broken";
+    case close_reason::validation_failed:
+        return "validation_failed";
+    case close_reason::shutdown:
+        return "shutdown";
+    }
+    return "unknown";
+}
+
+// The gauges the decisions read.
+struct pool_counts
+{
+    std::size_t total = 0;      // every connection the pool holds, connecting ones included
+    std::size_t connecting = 0; // connects in flight
+    std::size_t idle = 0;
+    std::size_t waiters = 0;
+};
+
+// How many connects to start now: enough for the waiters not already covered by a connect in
+// flight, and enough to reach min_size; never past max_size, never more than
+// max_concurrent_connects in flight.
+constexpr std::size_t connects_to_start(const pool_counts& c, const pool_config& cfg) noexcept
+{
+    if (c.total >= cfg.max_size || c.connecting >= cfg.max_concurrent_connects)
+        return 0;
+    std::size_t for_waiters = c.waiters > c.connecting ? c.waiters - c.connecting : 0;
+    std::size_t for_min = cfg.min_size > c.total ? cfg.min_size - c.total : 0;
+    std::size_t want = std::max(for_waiters, for_min);
+    std::size_t room = std::min(cfg.max_size - c.total, cfg.max_concurrent_connects - c.connecting);
+    return std::min(want, room);
+}
+
+// The delay before the next connect after `failures` consecutive failed ones: capped
+// exponential, so a dead server is retried at a bounded rate, never in a tight loop.
+constexpr std::chrono::milliseconds refill_delay(unsigned failures, const pool_config& cfg) noexcept
+{
+    if (failures == 0)
+        return std::chrono::milliseconds(0);
+    auto d = cfg.refill_backoff_initial;
+    for (unsigned i = 1; i < failures && d < cfg.refill_backoff_max; ++i)
+        d *= 2;
+    return std::min(d, cfg.refill_backoff_max);
+}
+
+// A connection's retirement time: max_lifetime shortened by a random fraction of the jitter
+// (`unit_random` in [0, 1)), so connections opened together do not all reconnect together.
+// time_point::max() when lifetime is unlimited.
+template <class TimePoint>
+constexpr TimePoint retire_at(TimePoint opened, const pool_config& cfg, double unit_random) noexcept
+{
+    if (cfg.max_lifetime.count() <= 0)
+        return TimePoint::max();
+    auto jitter = std::min(cfg.max_lifetime_jitter, cfg.max_lifetime);
+    auto cut = std::chrono::milliseconds(static_cast<long long>(jitter.count() * unit_random));
+    return opened + (cfg.max_lifetime - cut);
+}
+
+// Closing an idle connection for idleness keeps at least min_size connections.
+template <class Duration>
+constexpr bool idle_expired(Duration idle_for, std::size_t total, const pool_config& cfg) noexcept
+{
+    return cfg.idle_timeout.count() > 0 && total > cfg.min_size && idle_for >= cfg.idle_timeout;
+}
+
+// How often the maintenance sweep runs: a quarter of the shortest enabled limit, between
+// 10 ms and 1 s, so short test settings are observed promptly and production costs ~nothing.
+constexpr std::chrono::milliseconds maintenance_interval(const pool_config& cfg) noexcept
+{
+    auto shortest = std::chrono::milliseconds(4000);
+    for (auto d : {cfg.idle_timeout, cfg.max_lifetime, cfg.keepalive_interval, cfg.leak_threshold})
+        if (d.count() > 0)
+            shortest = std::min(shortest, d);
+    return std::clamp(shortest / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+}
+
+} // namespace pgcoro::detail
+
+#endif // PGCORO_DETAIL_POOL_POLICY_HPP

@@ -1,0 +1,163 @@
+// pgcoro/pool.hpp - the connection pool: `co_await pool.acquire()`.
+#ifndef PGCORO_POOL_HPP
+#define PGCORO_POOL_HPP
+
+#include <pgcoro/connect_config.hpp>
+#include <pgcoro/connection.hpp>
+#include <pgcoro/detail/pool_core.hpp>
+#include <pgcoro/error.hpp>
+#include <pgcoro/lease.hpp>
+#include <pgcoro/pool_config.hpp>
+#include <pgcoro/pool_stats.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <source_location>
+#include <type_traits>
+
+namespace pgcoro
+{
+
+/// A lease held longer than pool_config::leak_threshold, as reported to the leak handler.
+using leak_report = detail::leak_info;
+
+/// An asynchronous PostgreSQL connection pool on an Asio executor.
+///
+/// The pool keeps between min_size and max_size connections (connecting ones count), hands
+/// the most recently used idle one out first, and queues acquirers FIFO with a deadline. Idle
+/// connections are retired after idle_timeout (above min_size) and max_lifetime (with jitter),
+/// validated before hand-out after validate_after_idle, pinged every keepalive_interval, and a
+/// connection the server closed while idle is replaced, not handed out. Failed connects are
+/// retried with capped exponential backoff.
+///
+/// Thread safety: all of the pool's state lives on a strand of `Executor`; acquire(), leases,
+/// stats() and the setters may be used from coroutines on any thread of a multi-threaded
+/// io_context. A leased connection is used by one coroutine at a time.
+template <class Executor = boost::asio::any_io_executor>
+class basic_pool
+{
+public:
+    using executor_type = Executor;
+
+    /// A pool that connects with `connect` and sizes itself by `cfg`. Starts opening min_size
+    /// connections in the background; co_await warmup() to wait for them.
+    basic_pool(executor_type ex, connect_config connect, pool_config cfg = {})
+        : core_(std::make_shared<detail::pool_core>(std::move(ex), std::move(connect), cfg))
+    {
+        boost::asio::post(core_->strand(), [c = core_]() { c->start(); });
+    }
+    basic_pool(const basic_pool&) = delete;
+    basic_pool& operator=(const basic_pool&) = delete;
+
+    /// Shuts the pool down without waiting: waiters fail with pool_closed, idle connections
+    /// close now, leased ones close when their leases end. Safe while leases are alive.
+    ~basic_pool()
+    {
+        boost::asio::post(core_->strand(), [c = core_]() { c->begin_shutdown(); });
+    }
+
+    /// Borrows a connection.
+    ///
+    /// Completes with: a lease on an open connection (validated first if it was idle for
+    ///   validate_after_idle or more).
+    /// Errors: `pool_timeout` after acquire_timeout, with size, in-use, idle, connecting,
+    ///   waiters, time waited, where the oldest lease was taken and the last connect error;
+    ///   `too_many_waiters` at once when max_waiters are already waiting; `pool_closed`;
+    ///   `cancelled`.
+    /// Cancellation: terminal, partial and total; a cancelled waiter leaves the queue at once.
+    /// Resumes on: the caller's executor.
+    /// Lifetime: the pool may be destroyed while the operation is pending (it then fails with
+    ///   pool_closed).
+    boost::asio::awaitable<expected<lease>>
+    acquire(std::source_location where = std::source_location::current())
+    {
+        auto core = core_;
+        auto r = co_await boost::asio::co_spawn(core->strand(), core->acquire(where),
+                                                boost::asio::use_awaitable);
+        if (!r)
+            co_return tl::unexpected(std::move(r.error()));
+        co_return lease(std::move(core), *r);
+    }
+
+    /// Acquires a connection, runs `fn(connection&)` (which returns an awaitable of
+    /// expected<T>), and returns the connection. A connection_lost result closes it.
+    /// Completes with: fn's result, or acquire()'s error.
+    template <class F>
+    auto run(F fn, std::source_location where = std::source_location::current())
+        -> boost::asio::awaitable<typename std::invoke_result_t<F&, connection&>::value_type>
+    {
+        auto l = co_await acquire(where);
+        if (!l)
+            co_return tl::unexpected(std::move(l.error()));
+        auto r = co_await fn(**l);
+        if (!r && r.error().is(errc::connection_lost))
+            l->mark_broken();
+        co_return r;
+    }
+
+    /// Waits until min_size connections are open.
+    /// Completes with: nothing once they are; the first connect error if a connect fails
+    ///   (e.g. connect_failed with 28P01); `timeout` if connect_timeout passes.
+    /// Cancellation: terminal; the connects go on in the background.
+    boost::asio::awaitable<expected<void>> warmup()
+    {
+        auto core = core_;
+        co_return co_await boost::asio::co_spawn(core->strand(), core->warmup(),
+                                                 boost::asio::use_awaitable);
+    }
+
+    /// Closes the pool gracefully: new acquires fail with pool_closed, waiters are woken with
+    /// pool_closed, idle connections close, and the call waits up to `grace` for leased
+    /// connections to come back (each closes as it returns).
+    /// Completes with: nothing, when every connection is closed or `grace` has passed.
+    boost::asio::awaitable<void> close(std::chrono::milliseconds grace = std::chrono::seconds(30))
+    {
+        auto core = core_;
+        co_await boost::asio::co_spawn(core->strand(), core->close(grace),
+                                       boost::asio::use_awaitable);
+    }
+
+    /// Gauges and totals, readable from any thread without waiting.
+    pool_stats stats() const noexcept { return core_->stats(); }
+
+    /// Calls `h` (on the pool's strand; it must not block) for each lease held longer than
+    /// leak_threshold, with the file and line of its acquire(). Set before use.
+    void on_leak(std::function<void(const leak_report&)> h)
+    {
+        boost::asio::post(core_->strand(), [c = core_, h = std::move(h)]() mutable
+                          { c->set_leak_handler(std::move(h)); });
+    }
+
+    /// Changes max_size at run time (shrinking closes idle connections above it).
+    void set_max_size(std::size_t n)
+    {
+        boost::asio::post(core_->strand(), [c = core_, n]() { c->set_max_size(n); });
+    }
+    /// Changes acquire_timeout at run time (for acquires that start afterwards).
+    void set_acquire_timeout(std::chrono::milliseconds d)
+    {
+        boost::asio::post(core_->strand(), [c = core_, d]() { c->set_acquire_timeout(d); });
+    }
+    /// Changes idle_timeout at run time (from the next sweep on).
+    void set_idle_timeout(std::chrono::milliseconds d)
+    {
+        boost::asio::post(core_->strand(), [c = core_, d]() { c->set_idle_timeout(d); });
+    }
+
+private:
+    std::shared_ptr<detail::pool_core> core_;
+};
+
+/// The pool on Asio's polymorphic executor.
+using pool = basic_pool<>;
+
+} // namespace pgcoro
+
+#endif // PGCORO_POOL_HPP
