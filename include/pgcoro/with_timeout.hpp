@@ -1,0 +1,82 @@
+// pgcoro/with_timeout.hpp - an operation raced against a timer.
+#ifndef PGCORO_WITH_TIMEOUT_HPP
+#define PGCORO_WITH_TIMEOUT_HPP
+
+#include <pgcoro/error.hpp>
+
+#include <pgcoro/detail/resilience_op.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace pgcoro
+{
+
+/// Runs `op` against a timer of duration `d` started now; whichever finishes first wins.
+///
+/// Completes with: `op`'s own result when it finishes first.
+/// Errors: `timeout` when the timer wins (op's result, usually `cancelled`, is discarded);
+///   `cancelled` when the awaiting coroutine was cancelled before the start. Anything `op`
+///   returns otherwise is passed through.
+/// Cancellation: when the timer wins, `op` receives a terminal cancellation and with_timeout
+///   waits for it to finish, so nothing of `op` outlives the call. A pgcoro query cancelled this
+///   way is cancelled on the server and its connection drained (see connection::query()).
+///   Cancelling the awaiting coroutine forwards the cancellation to `op` and returns its result.
+/// Resumes on: the awaiting coroutine's executor; `op` runs as its own coroutine on that
+///   executor.
+/// Lifetime: `op` is owned by the call; whatever it refers to must outlive the call. An
+///   exception thrown by `op` is rethrown after the timer has been stopped.
+template <class T>
+boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::duration d,
+                                                 boost::asio::awaitable<expected<T>> op)
+{
+    namespace asio = boost::asio;
+    if (co_await detail::cancellation_requested())
+        co_return fail(errc::cancelled, "cancelled before the operation started");
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex, d);
+    // wait_for_one: the first to finish cancels the other, then the group waits for both.
+    auto [order, thrown, result, timer_ec] =
+        co_await asio::experimental::make_parallel_group(
+            asio::co_spawn(ex, detail::as_optional(std::move(op)), asio::deferred),
+            timer.async_wait(asio::deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    if (thrown)
+        std::rethrow_exception(thrown);
+    // The timer finishing first without an error means it expired. When it finished first with
+    // operation_aborted, the caller's cancellation reached it: op's result says what happened.
+    if (order[0] == 1 && !timer_ec)
+    {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+        co_return fail(errc::timeout, "operation timed out after " + std::to_string(ms) + " ms");
+    }
+    if (!result)
+        co_return fail(errc::cancelled, "operation did not complete");
+    co_return std::move(*result);
+}
+
+/// with_timeout() for a callable `op` returning asio::awaitable<expected<T>>; `op` is called
+/// once and kept alive until the race is over, so the coroutine it returns may refer to it.
+/// The sections of the overload above apply.
+template <detail::expected_operation Op>
+auto with_timeout(std::chrono::steady_clock::duration d, Op op)
+    -> boost::asio::awaitable<expected<detail::operation_value_t<Op>>>
+{
+    co_return co_await with_timeout(d, op());
+}
+
+} // namespace pgcoro
+
+#endif // PGCORO_WITH_TIMEOUT_HPP
