@@ -20,13 +20,14 @@ namespace
 
 pgcoro::connect_config from_env()
 {
-    auto env = [](const char* k, const char* d) {
+    auto env = [](const char* k, const char* d)
+    {
         const char* v = std::getenv(k);
         return std::string(v && *v ? v : d);
     };
     pgcoro::connect_config c;
-    c.hosts = {{env("PGHOST", "127.0.0.1"),
-                static_cast<std::uint16_t>(std::stoi(env("PGPORT", "5432")))}};
+    c.hosts = {
+        {env("PGHOST", "127.0.0.1"), static_cast<std::uint16_t>(std::stoi(env("PGPORT", "5432")))}};
     c.user = env("PGUSER", "postgres");
     c.dbname = env("PGDATABASE", "postgres");
     c.application_name = "pgcoro-bench";
@@ -47,7 +48,8 @@ void BM_AcquireRelease(benchmark::State& state)
     bool warm = false;
     asio::co_spawn(
         io,
-        [&]() -> asio::awaitable<void> {
+        [&]() -> asio::awaitable<void>
+        {
             auto r = co_await pool.warmup();
             warm = r.has_value();
             io.stop();
@@ -67,7 +69,8 @@ void BM_AcquireRelease(benchmark::State& state)
         for (int k = 0; k < coroutines; ++k)
             asio::co_spawn(
                 io,
-                [&]() -> asio::awaitable<void> {
+                [&]() -> asio::awaitable<void>
+                {
                     while (remaining > 0)
                     {
                         --remaining;
