@@ -2,10 +2,13 @@
 #ifndef PGCORO_HPP
 #define PGCORO_HPP
 
+#include <pgcoro/availability.hpp>
+#include <pgcoro/backoff.hpp>
+#include <pgcoro/circuit_breaker.hpp>
 #include <pgcoro/config_error.hpp>
 #include <pgcoro/connect_config.hpp>
-#include <pgcoro/database_url.hpp>
 #include <pgcoro/connection.hpp>
+#include <pgcoro/database_url.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/lease.hpp>
 #include <pgcoro/pool.hpp>
@@ -13,8 +16,11 @@
 #include <pgcoro/pool_stats.hpp>
 #include <pgcoro/profile.hpp>
 #include <pgcoro/result.hpp>
+#include <pgcoro/retry.hpp>
 #include <pgcoro/secret.hpp>
 #include <pgcoro/settings.hpp>
+#include <pgcoro/transaction.hpp>
 #include <pgcoro/validate.hpp>
+#include <pgcoro/with_timeout.hpp>
 
 #endif // PGCORO_HPP
