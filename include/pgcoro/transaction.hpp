@@ -4,6 +4,7 @@
 
 #include <pgcoro/connection.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/pool.hpp>
 #include <pgcoro/retry.hpp>
 
 #include <pgcoro/detail/resilience_op.hpp>
@@ -229,6 +230,26 @@ auto transact(connection& conn, Body body, transaction_options opts = {}, retry_
     co_return co_await retry(
         opts.retry, [&]() { return detail::transact_once<T>(conn, body, begin); },
         std::move(hooks));
+}
+
+/// transact() through a pool: every attempt acquires its own connection, runs the whole
+/// transaction on it and returns it, so a conflict or a lost connection never dooms the
+/// next attempt. Attempts follow `opts.retry` (by default 40001/40P01 only).
+///
+/// Completes with: the body's value once a run committed.
+/// Errors: acquire()'s errors; the body's error; the last conflict when attempts ran out.
+/// Cancellation, Resumes on, Lifetime: as transact(connection&, ...); `pool` must outlive it.
+template <class Executor, detail::transaction_body Body>
+auto transact(basic_pool<Executor>& pool, Body body, transaction_options opts = {},
+              retry_hooks hooks = {})
+    -> boost::asio::awaitable<expected<detail::transaction_value_t<Body>>>
+{
+    transaction_options once = opts;
+    once.retry.max_attempts = 1; // the outer retry re-runs it, each time on a fresh lease
+    co_return co_await retry(
+        opts.retry,
+        [&]() { return pool.run([&](connection& c) { return transact(c, body, once, hooks); }); },
+        hooks);
 }
 
 } // namespace pgcoro

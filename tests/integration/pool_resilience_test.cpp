@@ -3,8 +3,12 @@
 #include <pgcoro/circuit_breaker.hpp>
 #include <pgcoro/pool.hpp>
 #include <pgcoro/retry.hpp>
+#include <pgcoro/transaction.hpp>
 
 #include "support/test_server.hpp"
+
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <gtest/gtest.h>
 
@@ -137,4 +141,65 @@ TEST(PoolResilience, AvailabilityCheckFailsOnlyAfterAllAttempts)
             retries = static_cast<int>(down.stats().timed_out);
         }());
     EXPECT_EQ(retries, 3);
+}
+
+TEST(PoolResilience, TransactThroughThePoolReRunsConflictsOnFreshLeases)
+{
+    asio::io_context io;
+    auto cfg = outage_pool();
+    cfg.acquire_timeout = 5s;
+    pgcoro::pool pool(io.get_executor(), test_server::get().tcp(), cfg);
+    pgcoro::transaction_options opts;
+    opts.isolation = pgcoro::isolation_level::serializable;
+    int runs = 0;
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            co_await pool.run(
+                [](pgcoro::connection& c) {
+                    return c.query(
+                        "CREATE TABLE IF NOT EXISTS tx_pool (id int PRIMARY KEY, n int)");
+                });
+            co_await pool.run(
+                [](pgcoro::connection& c) {
+                    return c.query(
+                        "INSERT INTO tx_pool VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET n = 0");
+                });
+            // Two increments racing under SERIALIZABLE: one hits 40001 and is re-run whole.
+            auto increment = [&](pgcoro::connection& c) -> asio::awaitable<pgcoro::expected<int>>
+            {
+                ++runs;
+                auto r = co_await c.query("SELECT n FROM tx_pool WHERE id = 1");
+                if (!r)
+                    co_return tl::unexpected(r.error());
+                int n = r->get<int>(0, 0).value();
+                asio::steady_timer t(co_await asio::this_coro::executor, 50ms); // overlap them
+                co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+                auto w = co_await c.query("UPDATE tx_pool SET n = $1 WHERE id = 1", n + 1);
+                if (!w)
+                    co_return tl::unexpected(w.error());
+                co_return n + 1;
+            };
+            int finished = 0;
+            for (int i = 0; i < 2; ++i)
+                asio::co_spawn(
+                    io,
+                    [&]() -> asio::awaitable<void>
+                    {
+                        auto r = co_await pgcoro::transact(pool, increment, opts);
+                        EXPECT_TRUE(r.has_value()) << r.error();
+                        ++finished;
+                    },
+                    asio::detached);
+            while (finished < 2)
+            {
+                asio::steady_timer t(io, 10ms);
+                co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+            }
+            auto n = co_await pool.run([](pgcoro::connection& c)
+                                       { return c.query("SELECT n FROM tx_pool WHERE id = 1"); });
+            PGCORO_CO_ASSERT(n.has_value());
+            EXPECT_EQ(n->get<int>(0, 0).value(), 2); // both effects, each exactly once
+        }());
+    EXPECT_GE(runs, 3); // at least one re-run
 }
