@@ -81,23 +81,23 @@ public:
     ///   (without blocking the executor) and the connection is drained, so it is usable for the
     ///   next statement; if that takes longer than cancel_timeout the connection is closed.
     /// Resumes on: the connection's executor.
-    /// Lifetime: `sql` and the parameters are copied before the first suspension.
+    /// Lifetime: parameters are copied into the operation (so `return c.query(sql, x + 1);`
+    ///   from a lambda is safe), except views: `sql` and std::string_view / const char*
+    ///   parameters must stay valid until the operation completes (string literals always do).
     template <class... Params>
     requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(std::string_view sql,
-                                                       const Params&... params)
+        boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
     {
-        return impl_->query(query_options{}.timeout, sql, params...);
+        return impl_->query(query_options{}.timeout, sql, std::move(params)...);
     }
 
     /// query() with per-call options (a timeout for this statement).
     template <class... Params>
     requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
         boost::asio::awaitable<expected<result>> query(const query_options& opts,
-                                                       std::string_view sql,
-                                                       const Params&... params)
+                                                       std::string_view sql, Params... params)
     {
-        return impl_->query(opts.timeout, sql, params...);
+        return impl_->query(opts.timeout, sql, std::move(params)...);
     }
 
     /// Closes the connection now: stops watching the socket, then PQfinish. Idempotent.

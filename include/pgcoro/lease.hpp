@@ -4,11 +4,11 @@
 
 #include <pgcoro/connection.hpp>
 #include <pgcoro/detail/pool_core.hpp>
+#include <pgcoro/source_location.hpp>
 
 #include <boost/asio/post.hpp>
 
 #include <memory>
-#include <source_location>
 #include <utility>
 
 namespace pgcoro
@@ -65,9 +65,9 @@ public:
     /// Marks the connection as unusable: it is closed, not reused, when the lease ends.
     void mark_broken() noexcept { broken_ = true; }
     /// Where the acquire() that produced this lease was called.
-    std::source_location where() const noexcept
+    source_location where() const noexcept
     {
-        return node_ ? node_->acquired_at : std::source_location();
+        return node_ ? node_->acquired_at : source_location();
     }
 
 private:

@@ -9,6 +9,7 @@
 #include <pgcoro/lease.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>
+#include <pgcoro/source_location.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -19,7 +20,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <source_location>
 #include <type_traits>
 
 namespace pgcoro
@@ -76,7 +76,7 @@ public:
     /// Lifetime: the pool may be destroyed while the operation is pending (it then fails with
     ///   pool_closed).
     boost::asio::awaitable<expected<lease>>
-    acquire(std::source_location where = std::source_location::current())
+    acquire(source_location where = source_location::current())
     {
         auto core = core_;
         auto r = co_await boost::asio::co_spawn(core->strand(), core->acquire(where),
@@ -90,7 +90,7 @@ public:
     /// expected<T>), and returns the connection. A connection_lost result closes it.
     /// Completes with: fn's result, or acquire()'s error.
     template <class F>
-    auto run(F fn, std::source_location where = std::source_location::current())
+    auto run(F fn, source_location where = source_location::current())
         -> boost::asio::awaitable<typename std::invoke_result_t<F&, connection&>::value_type>
     {
         auto l = co_await acquire(where);

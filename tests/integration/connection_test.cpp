@@ -516,3 +516,27 @@ TEST(Connection, NoFdLeakOver500ConnectCloseCycles)
     EXPECT_EQ(connected, 500);
     EXPECT_EQ(pgcoro::test::open_fd_count(), before);
 }
+
+TEST(Query, ParametersOutliveTheExpressionThatMadeThem)
+{
+    // query() is lazy: the awaitable may run after the caller's temporaries are gone, as when
+    // a lambda returns it. Parameters must therefore be copied into the operation.
+    asio::io_context io;
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto c = co_await pgcoro::open_connection(io.get_executor(), test_server::get().tcp());
+            PGCORO_CO_ASSERT(c.has_value());
+            auto make = [](pgcoro::connection& conn, int base)
+            {
+                std::string text = "copied-" + std::to_string(base);
+                return conn.query("SELECT $1::int + 1, $2::text", base * 2, text);
+            };
+            auto pending = make(*c, 20);  // `text` and `base * 2` are gone after this line
+            std::string clobber(64, 'z'); // reuse the stack and heap they used
+            auto r = co_await std::move(pending);
+            PGCORO_CO_ASSERT(r.has_value());
+            EXPECT_EQ(r->get<int>(0, 0).value(), 41);
+            EXPECT_EQ(r->get<std::string>(0, 1).value(), "copied-20");
+        }());
+}

@@ -151,7 +151,7 @@ public:
 
     template <class... Params>
     asio::awaitable<expected<result>> query(std::chrono::milliseconds timeout, std::string_view sql,
-                                            const Params&... params)
+                                            Params... params)
     {
         if (busy_)
             co_return fail(errc::busy, "connection is running another operation");

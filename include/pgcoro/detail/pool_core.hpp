@@ -8,6 +8,7 @@
 #include <pgcoro/error.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>
+#include <pgcoro/source_location.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -31,7 +32,6 @@
 #include <memory>
 #include <poll.h>
 #include <random>
-#include <source_location>
 #include <string>
 #include <vector>
 
@@ -51,14 +51,14 @@ struct pool_node
     time_point retire = time_point::max(); // max_lifetime (with jitter) ends here
     time_point idle_since{};
     time_point leased_at{};
-    std::source_location acquired_at{};
+    pgcoro::source_location acquired_at{};
     bool leak_reported = false;
 };
 
 // A suspected leak, as handed to the leak handler.
 struct leak_info
 {
-    std::source_location where;     // the acquire() that took the lease
+    pgcoro::source_location where;  // the acquire() that took the lease
     std::chrono::milliseconds held; // how long it has been held so far
     int backend_pid;                // the server process behind it
 };
@@ -70,12 +70,12 @@ struct leak_info
 struct pool_waiter
 {
     pool_waiter(asio::any_io_executor ex, std::chrono::steady_clock::time_point deadline,
-                std::source_location loc)
+                pgcoro::source_location loc)
         : timer(std::move(ex), deadline), where(loc)
     {
     }
     asio::steady_timer timer;
-    std::source_location where;
+    pgcoro::source_location where;
     pool_node* assigned = nullptr;
     bool closed = false;
 };
@@ -109,7 +109,7 @@ public:
 
     // ---- acquire ------------------------------------------------------------------------
 
-    asio::awaitable<expected<pool_node*>> acquire(std::source_location loc)
+    asio::awaitable<expected<pool_node*>> acquire(pgcoro::source_location loc)
     {
         // This coroutine reports cancellation as a value, never by throwing.
         co_await asio::this_coro::throw_if_cancelled(false);
@@ -338,7 +338,7 @@ public:
 private:
     // ---- state transitions (each in one place) ------------------------------------------
 
-    void lease_out(pool_node* n, std::source_location loc)
+    void lease_out(pool_node* n, pgcoro::source_location loc)
     {
         n->state = node_state::leased;
         n->leased_at = clock::now();
@@ -605,7 +605,7 @@ private:
         return error(errc::pool_timeout, std::move(msg));
     }
 
-    std::optional<std::source_location> oldest_lease() const
+    std::optional<pgcoro::source_location> oldest_lease() const
     {
         const pool_node* oldest = nullptr;
         for (const auto& p : nodes_)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Second compiler: builds every target with clang++ 14 (-Wall -Wextra -Wpedantic -Werror)
+# and runs the unit and integration tests of that build against its own cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+CXX=clang++-14 cmake -S . -B build-clang -G Ninja "${launcher[@]}" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-clang -j "$(nproc)"
+ctest --test-dir build-clang --output-on-failure -L "unit|integration" -E "^(sanitizer|config\.fuzz)" \
+    --timeout 600
