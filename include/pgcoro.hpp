@@ -10,17 +10,28 @@
 #include <pgcoro/connection.hpp>
 #include <pgcoro/database_url.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/events.hpp>
+#include <pgcoro/fingerprint.hpp>
+#include <pgcoro/health.hpp>
+#include <pgcoro/histogram.hpp>
+#include <pgcoro/json.hpp>
 #include <pgcoro/lease.hpp>
+#include <pgcoro/logging_observer.hpp>
+#include <pgcoro/observer.hpp>
 #include <pgcoro/pool.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>
 #include <pgcoro/profile.hpp>
+#include <pgcoro/prometheus.hpp>
 #include <pgcoro/result.hpp>
 #include <pgcoro/retry.hpp>
 #include <pgcoro/secret.hpp>
 #include <pgcoro/settings.hpp>
+#include <pgcoro/source_location.hpp>
+#include <pgcoro/stats_collector.hpp>
 #include <pgcoro/transaction.hpp>
 #include <pgcoro/validate.hpp>
+#include <pgcoro/version.hpp>
 #include <pgcoro/with_timeout.hpp>
 
 #endif // PGCORO_HPP

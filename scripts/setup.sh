@@ -9,7 +9,7 @@ packages=(
     libgtest-dev libgmock-dev libbenchmark-dev # tests and benchmarks
     postgresql-15 pgbouncer                    # the servers the tests start themselves
     clang-14 libclang-rt-14-dev clang-format-14 # fuzzing, second compiler, formatting
-    curl openssl procps
+    curl openssl procps prometheus             # promtool checks the metrics output
 )
 
 missing=()
