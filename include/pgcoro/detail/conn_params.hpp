@@ -52,8 +52,8 @@ public:
             add("keepalives", "1");
             add("keepalives_idle", std::to_string(cfg.keepalives_idle.count()));
         }
-        // pgbouncer (transaction mode) rejects startup `options` with 08P01; there the
-        // statement timeout is applied per statement instead.
+        // pgbouncer (transaction mode) rejects startup `options` with 08P01, and a session
+        // SET would leak to other clients; there the client-side query_timeout is the tool.
         if (!cfg.pgbouncer && cfg.statement_timeout.count() > 0)
             add("options", "-c statement_timeout=" + std::to_string(cfg.statement_timeout.count()));
         for (const auto& [k, v] : cfg.extra)
