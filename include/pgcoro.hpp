@@ -5,6 +5,7 @@
 #include <pgcoro/availability.hpp>
 #include <pgcoro/backoff.hpp>
 #include <pgcoro/circuit_breaker.hpp>
+#include <pgcoro/close_reason.hpp>
 #include <pgcoro/config_error.hpp>
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>

@@ -2,6 +2,7 @@
 #ifndef PGCORO_EVENTS_HPP
 #define PGCORO_EVENTS_HPP
 
+#include <pgcoro/close_reason.hpp>
 #include <pgcoro/detail/resilience_breaker.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/fingerprint.hpp>
@@ -19,38 +20,6 @@ namespace pgcoro
 // observer is installed. Views (std::string_view, statement_ref) are valid only while the hook
 // runs: copy what you keep. No event carries a parameter value or a password; messages are
 // the already-redacted pgcoro::error messages.
-
-/// Why the pool closed a connection (the pool's own close_reason, in public).
-enum class close_reason
-{
-    idle_timeout,      ///< idle longer than pool_config::idle_timeout
-    lifetime,          ///< older than pool_config::max_lifetime (with jitter)
-    broken,            ///< the connection broke, or was returned mid-statement
-    validation_failed, ///< a validation ping on borrow failed
-    shutdown,          ///< close() or the pool's destruction
-};
-
-/// "idle_timeout", "lifetime", "broken", "validation_failed" or "shutdown".
-constexpr std::string_view to_string(close_reason r) noexcept
-{
-    switch (r)
-    {
-    case close_reason::idle_timeout:
-        return "idle_timeout";
-    case close_reason::lifetime:
-        return "lifetime";
-    case close_reason::broken:
-        return "broken";
-    case close_reason::validation_failed:
-        return "validation_failed";
-    case close_reason::shutdown:
-        return "shutdown";
-    }
-    return "unknown";
-}
-
-/// The number of close_reason values (for arrays indexed by reason).
-inline constexpr std::size_t close_reason_count = 5;
 
 /// How an acquire() ended.
 enum class acquire_outcome

@@ -2,6 +2,7 @@
 #ifndef PGCORO_DETAIL_POOL_POLICY_HPP
 #define PGCORO_DETAIL_POOL_POLICY_HPP
 
+#include <pgcoro/close_reason.hpp>
 #include <pgcoro/pool_config.hpp>
 
 #include <algorithm>
@@ -41,33 +42,8 @@ constexpr std::string_view to_string(node_state s) noexcept
     return "unknown";
 }
 
-// Why a connection left the pool; each has its own counter.
-enum class close_reason
-{
-    idle_timeout,
-    lifetime,
-    broken,
-    validation_failed,
-    shutdown,
-};
-
-constexpr std::string_view to_string(close_reason r) noexcept
-{
-    switch (r)
-    {
-    case close_reason::idle_timeout:
-        return "idle_timeout";
-    case close_reason::lifetime:
-        return "lifetime";
-    case close_reason::broken:
-        return "broken";
-    case close_reason::validation_failed:
-        return "validation_failed";
-    case close_reason::shutdown:
-        return "shutdown";
-    }
-    return "unknown";
-}
+// Why a connection left the pool (public: observers see it too); each has its own counter.
+using pgcoro::close_reason;
 
 // The gauges the decisions read.
 struct pool_counts
