@@ -30,6 +30,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <poll.h>
 #include <random>
 #include <string>
@@ -420,14 +421,22 @@ private:
         {
             pool_node* n = idle_.back();
             idle_.pop_back();
-            if (now >= n->retire)
-                close_node(n, close_reason::lifetime);
-            else if (!n->conn.is_open() || socket_readable(*n))
-                close_node(n, close_reason::broken);
+            if (auto why = unusable(*n, now))
+                close_node(n, *why);
             else
                 return n;
         }
         return nullptr;
+    }
+
+    // Why an idle connection may not be handed out any more, if it may not.
+    static std::optional<close_reason> unusable(pool_node& n, clock::time_point now)
+    {
+        if (now >= n.retire)
+            return close_reason::lifetime;
+        if (!n.conn.is_open() || socket_readable(n))
+            return close_reason::broken;
+        return std::nullopt;
     }
 
     static bool socket_readable(pool_node& n)
@@ -552,10 +561,8 @@ private:
         std::vector<pool_node*> idle_now(idle_.begin(), idle_.end());
         for (pool_node* n : idle_now)
         {
-            if (now >= n->retire)
-                close_node(n, close_reason::lifetime);
-            else if (!n->conn.is_open() || socket_readable(*n))
-                close_node(n, close_reason::broken);
+            if (auto why = unusable(*n, now))
+                close_node(n, *why);
             else if (idle_expired(now - n->idle_since, nodes_.size(), cfg_))
                 close_node(n, close_reason::idle_timeout);
             else if (cfg_.keepalive_interval.count() > 0 &&
