@@ -4,6 +4,7 @@
 
 #include <pgcoro/availability.hpp>
 #include <pgcoro/backoff.hpp>
+#include <pgcoro/check_health.hpp>
 #include <pgcoro/circuit_breaker.hpp>
 #include <pgcoro/close_reason.hpp>
 #include <pgcoro/config_error.hpp>
@@ -18,6 +19,7 @@
 #include <pgcoro/json.hpp>
 #include <pgcoro/lease.hpp>
 #include <pgcoro/logging_observer.hpp>
+#include <pgcoro/observe.hpp>
 #include <pgcoro/observer.hpp>
 #include <pgcoro/pool.hpp>
 #include <pgcoro/pool_config.hpp>
@@ -27,6 +29,7 @@
 #include <pgcoro/result.hpp>
 #include <pgcoro/retry.hpp>
 #include <pgcoro/secret.hpp>
+#include <pgcoro/server_activity.hpp>
 #include <pgcoro/settings.hpp>
 #include <pgcoro/source_location.hpp>
 #include <pgcoro/stats_collector.hpp>

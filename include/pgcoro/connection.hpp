@@ -5,6 +5,7 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/detail/connection_impl.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/observer.hpp>
 #include <pgcoro/result.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -117,6 +118,14 @@ public:
     void set_notice_handler(std::function<void(const notice&)> h)
     {
         impl_->set_notice_handler(std::move(h));
+    }
+    /// Reports every statement query() runs to `o` (on_query_finished, and on_slow_query when
+    /// it took `slow_threshold` or longer; 0 = never slow); nullptr stops reporting. `o` must
+    /// outlive the connection or the next call. Pools install their observer on leased
+    /// connections themselves.
+    void set_observer(observer* o, std::chrono::milliseconds slow_threshold = {}) noexcept
+    {
+        impl_->set_observer(o, slow_threshold);
     }
     /// The executor the connection's operations run on.
     executor_type get_executor() const noexcept { return impl_->get_executor(); }

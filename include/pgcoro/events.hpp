@@ -113,7 +113,7 @@ struct release_event
 {
     std::chrono::nanoseconds held{0}; ///< from acquire() returning to the release
     int backend_pid = 0;              ///< the server process behind the connection
-    bool reset = true;                ///< true when returned for a reset (lease destroyed)
+    bool reset = false; ///< true when returned inside a transaction (the pool rolls it back)
 };
 
 /// A statement finished (fired for every statement, slow or not).

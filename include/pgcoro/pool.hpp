@@ -7,6 +7,7 @@
 #include <pgcoro/detail/pool_core.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/lease.hpp>
+#include <pgcoro/observer.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>
 #include <pgcoro/source_location.hpp>
@@ -47,9 +48,13 @@ public:
     using executor_type = Executor;
 
     /// A pool that connects with `connect` and sizes itself by `cfg`. Starts opening min_size
-    /// connections in the background; co_await warmup() to wait for them.
-    basic_pool(executor_type ex, connect_config connect, pool_config cfg = {})
-        : core_(std::make_shared<detail::pool_core>(std::move(ex), std::move(connect), cfg))
+    /// connections in the background; co_await warmup() to wait for them. `obs` (optional;
+    /// a stats_collector, logging_observer or fanout_observer) receives the pool's events and
+    /// its leases' statements, and is kept alive as long as the pool's internals.
+    basic_pool(executor_type ex, connect_config connect, pool_config cfg = {},
+               std::shared_ptr<observer> obs = nullptr)
+        : core_(std::make_shared<detail::pool_core>(std::move(ex), std::move(connect), cfg,
+                                                    std::move(obs)))
     {
         boost::asio::post(core_->strand(), [c = core_]() { c->start(); });
     }

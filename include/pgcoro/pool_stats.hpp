@@ -12,6 +12,7 @@ namespace pgcoro
 /// What pool::stats() returns: gauges now, and totals since the pool was created.
 struct pool_stats
 {
+    std::size_t max_size = 0;   ///< pool_config::max_size now (set_max_size() changes it)
     std::size_t size = 0;       ///< connections held, connecting ones included
     std::size_t idle = 0;       ///< ready to hand out
     std::size_t leased = 0;     ///< held by leases (and being reset or validated)
@@ -35,9 +36,9 @@ struct pool_stats
     /// One line, "size=3 idle=2 leased=1 ...", for logs and test output.
     friend std::ostream& operator<<(std::ostream& os, const pool_stats& s)
     {
-        return os << "size=" << s.size << " idle=" << s.idle << " leased=" << s.leased
-                  << " connecting=" << s.connecting << " waiters=" << s.waiters
-                  << " acquired_immediately=" << s.acquired_immediately
+        return os << "max_size=" << s.max_size << " size=" << s.size << " idle=" << s.idle
+                  << " leased=" << s.leased << " connecting=" << s.connecting
+                  << " waiters=" << s.waiters << " acquired_immediately=" << s.acquired_immediately
                   << " acquired_after_wait=" << s.acquired_after_wait
                   << " timed_out=" << s.timed_out << " cancelled=" << s.cancelled
                   << " rejected=" << s.rejected << " opened=" << s.opened

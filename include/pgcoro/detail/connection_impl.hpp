@@ -9,6 +9,7 @@
 #include <pgcoro/detail/pq_handles.hpp>
 #include <pgcoro/detail/text_codec.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/observer.hpp>
 #include <pgcoro/result.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -103,6 +104,11 @@ public:
     }
     int backend_pid() const noexcept { return conn_ ? PQbackendPID(conn_.get()) : 0; }
     void set_notice_handler(std::function<void(const notice&)> h) { on_notice_ = std::move(h); }
+    void set_observer(observer* o, std::chrono::milliseconds slow_threshold) noexcept
+    {
+        obs_ = o;
+        slow_threshold_ = slow_threshold;
+    }
 
     void close() noexcept
     {
@@ -159,6 +165,9 @@ public:
             co_return fail(errc::connection_lost, "connection is not open");
         busy_guard guard(busy_);
         op_ex_ = co_await asio::this_coro::executor;
+        // With no observer the statement pays this one branch; the clock is read only for one.
+        const auto started =
+            obs_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
 
         // Encode parameters into one reusable buffer (no allocation once it has grown).
         constexpr std::size_t n = sizeof...(Params);
@@ -187,25 +196,64 @@ public:
             }(params),
             ...);
         if (bad)
-            co_return tl::unexpected(std::move(*bad));
+            co_return finished(sql, started, tl::unexpected(std::move(*bad)));
         for (std::size_t k = 0; k < n; ++k)
             values[k] = nulls[k] ? nullptr : params_.data() + offsets[k];
         if (sql.find('\0') != std::string_view::npos)
-            co_return fail(errc::invalid_argument, "SQL text contains an embedded NUL byte");
+            co_return finished(
+                sql, started,
+                fail(errc::invalid_argument, "SQL text contains an embedded NUL byte"));
         sql_.assign(sql);
 
         if (!PQsendQueryParams(conn_.get(), sql_.c_str(), static_cast<int>(n), types.data(),
                                values.data(), nullptr, nullptr, 0))
-            co_return tl::unexpected(failure_after_libpq_error(errc::query_failed));
+            co_return finished(sql, started,
+                               tl::unexpected(failure_after_libpq_error(errc::query_failed)));
 
         bool throw_prev = co_await asio::this_coro::throw_if_cancelled();
         co_await asio::this_coro::throw_if_cancelled(false);
         auto r = co_await finish_statement(timeout.count() > 0 ? timeout : query_timeout_);
         co_await asio::this_coro::throw_if_cancelled(throw_prev);
-        co_return r;
+        co_return finished(sql, started, std::move(r));
     }
 
 private:
+    // Reports a finished statement to the observer (if any) and passes its outcome through.
+    expected<result> finished(std::string_view sql, std::chrono::steady_clock::time_point started,
+                              expected<result> r) const noexcept
+    {
+        if (obs_)
+            report(sql, std::chrono::steady_clock::now() - started, r);
+        return r;
+    }
+
+    void report(std::string_view sql, std::chrono::nanoseconds elapsed,
+                const expected<result>& r) const noexcept
+    {
+        query_event e;
+        e.statement = statement_ref(sql);
+        e.elapsed = elapsed;
+        e.backend_pid = backend_pid();
+        if (r)
+        {
+            e.rows = r->size() > 0 ? r->size() : r->affected_rows();
+        }
+        else
+        {
+            const error& err = r.error();
+            e.outcome = err.is(errc::timeout)     ? query_outcome::timed_out
+                        : err.is(errc::cancelled) ? query_outcome::cancelled
+                                                  : query_outcome::failed;
+            e.code = err.code;
+            e.state = err.state;
+            e.message = err.message;
+        }
+        obs_->on_query_finished(e);
+        if (slow_threshold_.count() > 0 && elapsed >= slow_threshold_)
+            obs_->on_slow_query(
+                slow_query_event{e.statement, elapsed, slow_threshold_, e.backend_pid});
+    }
+
     struct busy_guard
     {
         explicit busy_guard(bool& b) : b_(b) { b_ = true; }
@@ -624,8 +672,10 @@ private:
     std::function<void(const notice&)> on_notice_;
     std::chrono::milliseconds cancel_timeout_{std::chrono::seconds(5)};
     std::chrono::milliseconds query_timeout_{0};
-    std::string params_; // encoded parameters, reused across statements
-    std::string sql_;    // NUL-terminated copy of the statement text, reused
+    observer* obs_ = nullptr;                     // receives query events; not owned
+    std::chrono::milliseconds slow_threshold_{0}; // on_slow_query from here on; 0 = off
+    std::string params_;                          // encoded parameters, reused across statements
+    std::string sql_; // NUL-terminated copy of the statement text, reused
     bool busy_ = false;
 };
 

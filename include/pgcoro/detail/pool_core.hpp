@@ -6,6 +6,7 @@
 #include <pgcoro/connection.hpp>
 #include <pgcoro/detail/pool_policy.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/observer.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>
 #include <pgcoro/source_location.hpp>
@@ -50,6 +51,8 @@ struct pool_node
     connection conn;
     node_state state = node_state::connecting;
     time_point retire = time_point::max(); // max_lifetime (with jitter) ends here
+    time_point connect_started{};          // when its connect began
+    time_point opened_at{};                // when it became ready; time_point{} while never opened
     time_point idle_since{};
     time_point leased_at{};
     pgcoro::source_location acquired_at{};
@@ -89,10 +92,13 @@ public:
     using clock = std::chrono::steady_clock;
     using strand_type = asio::strand<asio::any_io_executor>;
 
-    pool_core(asio::any_io_executor ex, connect_config ccfg, pool_config pcfg)
+    pool_core(asio::any_io_executor ex, connect_config ccfg, pool_config pcfg,
+              std::shared_ptr<observer> obs = nullptr)
         : strand_(asio::make_strand(ex)), ccfg_(std::move(ccfg)), cfg_(pcfg), maint_timer_(strand_),
-          refill_timer_(strand_), drain_timer_(strand_), rng_(std::random_device{}())
+          refill_timer_(strand_), drain_timer_(strand_), rng_(std::random_device{}()),
+          obs_owner_(std::move(obs)), obs_(obs_owner_.get())
     {
+        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
         if (ccfg_.query_timeout.count() == 0)
             ccfg_.query_timeout = cfg_.query_timeout;
     }
@@ -114,12 +120,13 @@ public:
     {
         // This coroutine reports cancellation as a value, never by throwing.
         co_await asio::this_coro::throw_if_cancelled(false);
+        const auto start = clock::now();
         if (closed_)
         {
             ++totals_.rejected;
-            co_return fail(errc::pool_closed, "pool is closed");
+            co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                     error(errc::pool_closed, "pool is closed"));
         }
-        const auto start = clock::now();
         while (pool_node* n = take_idle(start))
         {
             if (cfg_.validate_after_idle.count() > 0 &&
@@ -131,7 +138,8 @@ public:
                 {
                     close_node(n, close_reason::shutdown);
                     ++totals_.rejected;
-                    co_return fail(errc::pool_closed, "pool is closed");
+                    co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                             error(errc::pool_closed, "pool is closed"));
                 }
                 if (!ok)
                 {
@@ -141,15 +149,18 @@ public:
             }
             lease_out(n, loc);
             ++totals_.acquired_immediately;
+            if (obs_)
+                notify_acquire(acquire_outcome::immediate, start, loc, {});
             co_return n;
         }
 
         if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
         {
             ++totals_.rejected;
-            co_return fail(errc::too_many_waiters,
-                           "acquire rejected: " + std::to_string(waiters_.size()) +
-                               " waiters already (max_waiters)");
+            co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                     error(errc::too_many_waiters,
+                                           "acquire rejected: " + std::to_string(waiters_.size()) +
+                                               " waiters already (max_waiters)"));
         }
         pool_waiter w(strand_, start + cfg_.acquire_timeout, loc);
         waiters_.push_back(&w);
@@ -164,12 +175,15 @@ public:
         if (w.assigned)
         {
             ++totals_.acquired_after_wait;
+            if (obs_)
+                notify_acquire(acquire_outcome::waited, start, loc, {});
             co_return w.assigned;
         }
         if (w.closed)
         {
             ++totals_.rejected;
-            co_return fail(errc::pool_closed, "pool closed while waiting");
+            co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                     error(errc::pool_closed, "pool closed while waiting"));
         }
         if (!ec)
         {
@@ -178,12 +192,13 @@ public:
             std::erase(waiters_, &w);
             ++totals_.timed_out;
             update_gauges();
-            co_return tl::unexpected(std::move(e));
+            co_return acquire_failed(acquire_outcome::timed_out, start, loc, std::move(e));
         }
         std::erase(waiters_, &w);
         update_gauges();
         ++totals_.cancelled;
-        co_return fail(errc::cancelled, "acquire cancelled");
+        co_return acquire_failed(acquire_outcome::cancelled, start, loc,
+                                 error(errc::cancelled, "acquire cancelled"));
     }
 
     // ---- release ------------------------------------------------------------------------
@@ -191,6 +206,13 @@ public:
     // A lease gave its connection back (posted onto the strand by the lease).
     void release(pool_node* n, bool broken)
     {
+        if (obs_)
+        {
+            n->conn.set_observer(nullptr); // the pool's own statements are not reported
+            const auto status = n->conn.transaction_status();
+            obs_->on_release(release_event{clock::now() - n->leased_at, n->conn.backend_pid(),
+                                           status == PQTRANS_INTRANS || status == PQTRANS_INERROR});
+        }
         if (closed_)
         {
             close_node(n, close_reason::shutdown);
@@ -297,6 +319,7 @@ public:
     void set_max_size(std::size_t n)
     {
         cfg_.max_size = std::max<std::size_t>(n, 1);
+        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
         cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
         while (nodes_.size() > cfg_.max_size && !idle_.empty())
         {
@@ -315,6 +338,7 @@ public:
     pool_stats stats() const noexcept
     {
         pool_stats s;
+        s.max_size = gauges_.max_size.load(std::memory_order_relaxed);
         s.size = gauges_.size.load(std::memory_order_relaxed);
         s.idle = gauges_.idle.load(std::memory_order_relaxed);
         s.leased = gauges_.leased.load(std::memory_order_relaxed);
@@ -345,7 +369,24 @@ private:
         n->leased_at = clock::now();
         n->acquired_at = loc;
         n->leak_reported = false;
+        if (obs_)
+            n->conn.set_observer(obs_, cfg_.slow_query_threshold);
         update_gauges();
+    }
+
+    void notify_acquire(acquire_outcome how, clock::time_point start, pgcoro::source_location loc,
+                        std::error_code code) const noexcept
+    {
+        obs_->on_acquire(acquire_event{how, clock::now() - start, waiters_.size(), loc, code});
+    }
+
+    // A failed acquire(): reported to the observer, returned to the caller.
+    tl::unexpected<error> acquire_failed(acquire_outcome how, clock::time_point start,
+                                         pgcoro::source_location loc, error e) const
+    {
+        if (obs_)
+            notify_acquire(how, start, loc, e.code);
+        return tl::unexpected(std::move(e));
     }
 
     // A connection is ready: the first waiter gets it, else it goes on the idle stack.
@@ -379,6 +420,9 @@ private:
 
     void close_node(pool_node* n, close_reason why)
     {
+        if (obs_ && n->opened_at != clock::time_point{})
+            obs_->on_connection_closed(
+                connection_closed_event{why, clock::now() - n->opened_at, n->conn.backend_pid()});
         n->conn.close();
         switch (why)
         {
@@ -460,7 +504,10 @@ private:
         for (std::size_t k = connects_to_start(c, cfg_); k > 0; --k)
         {
             nodes_.push_back(std::make_unique<pool_node>(strand_));
+            nodes_.back()->connect_started = clock::now();
             ++connecting_;
+            if (obs_)
+                obs_->on_connect_started(connect_started_event{connecting_});
             asio::co_spawn(strand_, open(shared_from_this(), nodes_.back().get()), asio::detached);
         }
         update_gauges();
@@ -495,6 +542,10 @@ private:
         }
         if (!r)
         {
+            if (auto* o = self->obs_)
+                o->on_connect_failed(connect_failed_event{clock::now() - n->connect_started,
+                                                          r.error().code, r.error().state,
+                                                          r.error().message});
             self->last_error_ = std::move(r.error());
             ++self->totals_.connect_failures;
             ++self->consecutive_failures_;
@@ -509,6 +560,10 @@ private:
         self->consecutive_failures_ = 0;
         self->next_connect_at_ = {};
         ++self->totals_.opened;
+        n->opened_at = clock::now();
+        if (auto* o = self->obs_)
+            o->on_connect_succeeded(
+                connect_succeeded_event{n->opened_at - n->connect_started, n->conn.backend_pid()});
         std::uniform_real_distribution<double> unit(0.0, 1.0);
         n->retire = retire_at(clock::now(), self->cfg_, unit(self->rng_));
         self->make_available(n);
@@ -581,11 +636,13 @@ private:
                 {
                     p->leak_reported = true;
                     ++totals_.leaks_reported;
+                    const auto held =
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - p->leased_at);
+                    if (obs_)
+                        obs_->on_leak_suspected(
+                            leak_suspected_event{p->acquired_at, held, p->conn.backend_pid()});
                     if (on_leak_)
-                        on_leak_(leak_info{p->acquired_at,
-                                           std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               now - p->leased_at),
-                                           p->conn.backend_pid()});
+                        on_leak_(leak_info{p->acquired_at, held, p->conn.backend_pid()});
                 }
         start_connects();
     }
@@ -651,10 +708,13 @@ private:
     bool closed_ = false;
     std::optional<error> last_error_;
     std::function<void(const leak_info&)> on_leak_;
+    std::shared_ptr<observer> obs_owner_; // keeps the observer alive as long as the pool
+    observer* obs_ = nullptr;             // the hot path's one branch
 
     struct
     {
-        std::atomic<std::size_t> size{0}, idle{0}, leased{0}, connecting{0}, waiters{0};
+        std::atomic<std::size_t> max_size{0}, size{0}, idle{0}, leased{0}, connecting{0},
+            waiters{0};
     } gauges_;
     struct
     {
