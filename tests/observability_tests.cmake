@@ -19,6 +19,17 @@ if(PGCORO_PROMTOOL)
         set_tests_properties(observability.promtool.${variant}
                              PROPERTIES LABELS "unit;observability")
     endforeach()
+    # The example HTTP service, checked from outside: health JSON, promtool on /metrics, and
+    # 503 -> 200 across a database stop and start.
+    if(PGCORO_BUILD_EXAMPLES)
+        add_test(NAME observability.http_service
+                 COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/observability/http_service_test.sh
+                         ${PGCORO_CLUSTER_DIR} $<TARGET_FILE:example_04_http_service>
+                         ${PGCORO_PROMTOOL})
+        set_tests_properties(observability.http_service PROPERTIES
+                             LABELS "integration;observability" TIMEOUT 180
+                             FIXTURES_REQUIRED pg_cluster RESOURCE_LOCK pg_cluster_server)
+    endif()
 else()
     message(STATUS "pgcoro: promtool not found (apt-get install prometheus), "
                    "observability.promtool test disabled")
