@@ -59,6 +59,8 @@ public:
             return;
         auto core = std::move(core_);
         auto* node = std::exchange(node_, nullptr);
+        if (core->try_release(node, broken_))
+            return; // back on the idle stack, no hop
         boost::asio::post(core->strand(),
                           [core, node, broken = broken_]() { core->release(node, broken); });
     }

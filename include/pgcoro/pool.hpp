@@ -84,6 +84,8 @@ public:
     acquire(source_location where = source_location::current())
     {
         auto core = core_;
+        if (auto* n = core->try_acquire(where))
+            co_return lease(std::move(core), n); // an idle connection, without a strand hop
         auto r = co_await boost::asio::co_spawn(core->strand(), core->acquire(where),
                                                 boost::asio::use_awaitable);
         if (!r)

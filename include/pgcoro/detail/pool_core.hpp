@@ -31,6 +31,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <poll.h>
 #include <random>
@@ -116,30 +117,55 @@ public:
 
     // ---- acquire ------------------------------------------------------------------------
 
+    // The fast path, callable from any thread without a strand hop: hands out the hottest idle
+    // connection when it needs no validation, else returns nullptr and the caller takes the
+    // slow path (acquire() on the strand), which also handles closing, waiting and retiring.
+    pool_node* try_acquire(pgcoro::source_location loc)
+    {
+        lock_type lk(mu_);
+        if (closed_ || idle_.empty())
+            return nullptr;
+        pool_node* n = idle_.back();
+        const auto now = clock::now();
+        if (needs_validation(*n, now) || unusable(*n, now))
+            return nullptr;
+        idle_.pop_back();
+        lease_out(n, loc, now);
+        ++totals_.acquired_immediately;
+        if (obs_)
+            notify_acquire(acquire_outcome::immediate, now, loc, {});
+        return n;
+    }
+
+    // The slow path, on the strand: validates, retires, waits in the FIFO queue.
     asio::awaitable<expected<pool_node*>> acquire(pgcoro::source_location loc)
     {
         // This coroutine reports cancellation as a value, never by throwing.
         co_await asio::this_coro::throw_if_cancelled(false);
         const auto start = clock::now();
-        if (closed_)
+        lock_type lk(mu_); // released around every suspension
+        for (;;)
         {
-            ++totals_.rejected;
-            co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                     error(errc::pool_closed, "pool is closed"));
-        }
-        while (pool_node* n = take_idle(start))
-        {
-            if (cfg_.validate_after_idle.count() > 0 &&
-                start - n->idle_since >= cfg_.validate_after_idle)
+            if (closed_)
+            {
+                ++totals_.rejected;
+                co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                         error(errc::pool_closed, "pool is closed"));
+            }
+            pool_node* n = take_idle(start);
+            if (!n)
+                break;
+            if (needs_validation(*n, start))
             {
                 n->state = node_state::validating;
+                update_gauges();
+                lk.unlock();
                 bool ok = co_await ping(*n);
+                lk.lock();
                 if (closed_)
                 {
                     close_node(n, close_reason::shutdown);
-                    ++totals_.rejected;
-                    co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                             error(errc::pool_closed, "pool is closed"));
+                    continue; // rejected above
                 }
                 if (!ok)
                 {
@@ -147,7 +173,7 @@ public:
                     continue;
                 }
             }
-            lease_out(n, loc);
+            lease_out(n, loc, clock::now());
             ++totals_.acquired_immediately;
             if (obs_)
                 notify_acquire(acquire_outcome::immediate, start, loc, {});
@@ -166,12 +192,16 @@ public:
         waiters_.push_back(&w);
         update_gauges();
         start_connects();
+        lk.unlock();
 
+        // Woken on the strand by make_available() (assigned), begin_shutdown() (closed), the
+        // deadline, or the caller's cancellation.
         boost::system::error_code ec = asio::error::operation_aborted;
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() == asio::cancellation_type::none)
             std::tie(ec) = co_await w.timer.async_wait(asio::as_tuple(asio::use_awaitable));
 
+        lk.lock();
         if (w.assigned)
         {
             ++totals_.acquired_after_wait;
@@ -203,16 +233,31 @@ public:
 
     // ---- release ------------------------------------------------------------------------
 
+    // The fast path of a release, on the releasing thread: an open connection outside a
+    // transaction goes straight back on the idle stack when nobody waits. Returns false when
+    // the strand must handle it (release()): waiters, a reset, a close, retirement.
+    bool try_release(pool_node* n, bool broken)
+    {
+        if (broken)
+            return false;
+        lock_type lk(mu_);
+        const auto now = clock::now();
+        if (closed_ || !waiters_.empty() || now >= n->retire || !n->conn.is_open() ||
+            n->conn.transaction_status() != PQTRANS_IDLE)
+            return false;
+        report_release(n, now);
+        n->state = node_state::idle;
+        n->idle_since = now;
+        idle_.push_back(n);
+        update_gauges();
+        return true;
+    }
+
     // A lease gave its connection back (posted onto the strand by the lease).
     void release(pool_node* n, bool broken)
     {
-        if (obs_)
-        {
-            n->conn.set_observer(nullptr); // the pool's own statements are not reported
-            const auto status = n->conn.transaction_status();
-            obs_->on_release(release_event{clock::now() - n->leased_at, n->conn.backend_pid(),
-                                           status == PQTRANS_INTRANS || status == PQTRANS_INERROR});
-        }
+        lock_type lk(mu_);
+        report_release(n, clock::now());
         if (closed_)
         {
             close_node(n, close_reason::shutdown);
@@ -256,12 +301,15 @@ public:
             clock::now() + std::max(ccfg_.connect_timeout, std::chrono::milliseconds(1000));
         for (;;)
         {
-            if (closed_)
-                co_return fail(errc::pool_closed, "pool is closed");
-            if (ready_count() >= cfg_.min_size)
-                co_return expected<void>{};
-            if (totals_.connect_failures.load() != failures_before && last_error_)
-                co_return tl::unexpected(*last_error_);
+            {
+                lock_type lk(mu_);
+                if (closed_)
+                    co_return fail(errc::pool_closed, "pool is closed");
+                if (ready_count() >= cfg_.min_size)
+                    co_return expected<void>{};
+                if (totals_.connect_failures.load() != failures_before && last_error_)
+                    co_return tl::unexpected(*last_error_);
+            }
             if (clock::now() >= limit)
                 co_return fail(errc::timeout, "warmup did not reach min_size in time");
             t.expires_at(std::min(limit, clock::now() + std::chrono::milliseconds(20)));
@@ -292,6 +340,7 @@ public:
     // The pool object went away: shut down without waiting.
     void begin_shutdown()
     {
+        lock_type lk(mu_);
         if (closed_)
             return;
         closed_ = true;
@@ -318,6 +367,7 @@ public:
 
     void set_max_size(std::size_t n)
     {
+        lock_type lk(mu_);
         cfg_.max_size = std::max<std::size_t>(n, 1);
         gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
         cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
@@ -329,9 +379,16 @@ public:
         }
         start_connects();
     }
-    void set_acquire_timeout(std::chrono::milliseconds d) { cfg_.acquire_timeout = d; }
-    void set_idle_timeout(std::chrono::milliseconds d) { cfg_.idle_timeout = d; }
-    pool_config config() const { return cfg_; }
+    void set_acquire_timeout(std::chrono::milliseconds d)
+    {
+        lock_type lk(mu_);
+        cfg_.acquire_timeout = d;
+    }
+    void set_idle_timeout(std::chrono::milliseconds d)
+    {
+        lock_type lk(mu_);
+        cfg_.idle_timeout = d;
+    }
 
     // ---- stats (any thread) -------------------------------------------------------------
 
@@ -363,15 +420,34 @@ public:
 private:
     // ---- state transitions (each in one place) ------------------------------------------
 
-    void lease_out(pool_node* n, pgcoro::source_location loc)
+    using lock_type = std::unique_lock<std::recursive_mutex>;
+
+    // Called with mu_ held.
+    void lease_out(pool_node* n, pgcoro::source_location loc, clock::time_point now)
     {
         n->state = node_state::leased;
-        n->leased_at = clock::now();
+        n->leased_at = now;
         n->acquired_at = loc;
         n->leak_reported = false;
         if (obs_)
             n->conn.set_observer(obs_, cfg_.slow_query_threshold);
         update_gauges();
+    }
+
+    void report_release(pool_node* n, clock::time_point now)
+    {
+        if (!obs_)
+            return;
+        n->conn.set_observer(nullptr); // the pool's own statements are not reported
+        const auto status = n->conn.transaction_status();
+        obs_->on_release(release_event{now - n->leased_at, n->conn.backend_pid(),
+                                       status == PQTRANS_INTRANS || status == PQTRANS_INERROR});
+    }
+
+    bool needs_validation(const pool_node& n, clock::time_point now) const
+    {
+        return cfg_.validate_after_idle.count() > 0 &&
+               now - n.idle_since >= cfg_.validate_after_idle;
     }
 
     void notify_acquire(acquire_outcome how, clock::time_point start, pgcoro::source_location loc,
@@ -392,6 +468,7 @@ private:
     // A connection is ready: the first waiter gets it, else it goes on the idle stack.
     void make_available(pool_node* n)
     {
+        lock_type lk(mu_);
         if (closed_)
         {
             close_node(n, close_reason::shutdown);
@@ -408,7 +485,7 @@ private:
             pool_waiter* w = waiters_.front();
             waiters_.pop_front();
             w->assigned = n;
-            lease_out(n, w->where);
+            lease_out(n, w->where, now);
             w->timer.cancel();
             return;
         }
@@ -420,6 +497,7 @@ private:
 
     void close_node(pool_node* n, close_reason why)
     {
+        lock_type lk(mu_);
         if (obs_ && n->opened_at != clock::time_point{})
             obs_->on_connection_closed(
                 connection_closed_event{why, clock::now() - n->opened_at, n->conn.backend_pid()});
@@ -458,7 +536,7 @@ private:
 
     // Pops the most recently used idle connection that is still good. A connection whose
     // socket turned readable while idle has been spoken to by the server - in practice a
-    // FATAL (terminated, shutdown) before EOF - so it is replaced, not handed out.
+    // FATAL (terminated, shutdown) before EOF - so it is replaced, not handed out. With mu_ held.
     pool_node* take_idle(clock::time_point now)
     {
         while (!idle_.empty())
@@ -473,12 +551,17 @@ private:
         return nullptr;
     }
 
-    // Why an idle connection may not be handed out any more, if it may not.
+    // Why an idle connection may not be handed out any more, if it may not. The socket is
+    // probed (one poll() syscall) only after it idled for probe_after_idle: a connection
+    // reused within a millisecond skips it. The race it narrows - the server closing the
+    // connection just before hand-out - exists at any probe interval (the server can close
+    // it just after), and then the first statement fails with connection_lost.
     static std::optional<close_reason> unusable(pool_node& n, clock::time_point now)
     {
+        constexpr auto probe_after_idle = std::chrono::milliseconds(1);
         if (now >= n.retire)
             return close_reason::lifetime;
-        if (!n.conn.is_open() || socket_readable(n))
+        if (!n.conn.is_open() || (now - n.idle_since >= probe_after_idle && socket_readable(n)))
             return close_reason::broken;
         return std::nullopt;
     }
@@ -493,6 +576,7 @@ private:
 
     void start_connects()
     {
+        lock_type lk(mu_);
         if (closed_)
             return;
         if (clock::now() < next_connect_at_)
@@ -532,6 +616,7 @@ private:
     static asio::awaitable<void> open(std::shared_ptr<pool_core> self, pool_node* n)
     {
         auto r = co_await n->conn.connect(self->ccfg_);
+        lock_type lk(self->mu_);
         --self->connecting_;
         for (auto* t : self->watchers_)
             t->cancel();
@@ -612,6 +697,7 @@ private:
     // Idle timeout, max lifetime, dead idle sockets, keepalive pings and leak reports.
     void sweep(clock::time_point now)
     {
+        lock_type lk(mu_);
         // Oldest idle first (the stack's bottom), so idle_timeout trims the coldest.
         std::vector<pool_node*> idle_now(idle_.begin(), idle_.end());
         for (pool_node* n : idle_now)
@@ -671,6 +757,7 @@ private:
 
     std::optional<pgcoro::source_location> oldest_lease() const
     {
+        lock_type lk(mu_);
         const pool_node* oldest = nullptr;
         for (const auto& p : nodes_)
             if (p->state == node_state::leased && (!oldest || p->leased_at < oldest->leased_at))
@@ -689,7 +776,12 @@ private:
         gauges_.waiters.store(waiters_.size(), std::memory_order_relaxed);
     }
 
+    // The strand runs the pool's asynchronous work (connects, waits, resets, sweeps); mu_
+    // guards the state it shares with the fast paths, which run on any thread without a
+    // hop. Recursive because transitions nest (close_node -> start_connects); never held
+    // across a suspension.
     strand_type strand_;
+    mutable std::recursive_mutex mu_;
     connect_config ccfg_;
     pool_config cfg_;
     asio::steady_timer maint_timer_;
