@@ -32,6 +32,10 @@ enum class errc
     unexpected_null,  ///< a NULL field was read as a non-optional type
     busy,             ///< the connection is already running an operation
     protocol_error,   ///< libpq reported something pgcoro does not expect
+    /// TLS could not be set up with a server we trust: its certificate was rejected (unknown
+    /// CA, expired, host name not in it), the root certificate file is missing, or the server
+    /// offers no TLS although sslmode requires it. A configuration problem: never transient.
+    tls_failed,
 };
 
 /// A short, stable name for an errc ("pool_timeout"), for logs and tests.
@@ -71,6 +75,8 @@ constexpr std::string_view to_string(errc e) noexcept
         return "busy";
     case errc::protocol_error:
         return "protocol_error";
+    case errc::tls_failed:
+        return "tls_failed";
     }
     return "unknown";
 }
@@ -139,7 +145,9 @@ private:
 /// Connection-level failures (class 08, 57P01-57P03, 53300 too many connections) and
 /// transaction conflicts (40001, 40P01) are transient; 08P01 (protocol violation, e.g. pgbouncer
 /// rejecting a startup parameter) is configuration, not transient. Data (22), constraint (23)
-/// and syntax/permission (42) errors are never transient.
+/// and syntax/permission (42) errors are never transient, and neither are authentication
+/// failures (28xxx) and `tls_failed` (a rejected certificate or host name does not heal by
+/// itself; retrying it only delays the alert and would open circuit breakers).
 constexpr bool is_transient(errc code, sqlstate state) noexcept
 {
     std::string_view s = state.view();
@@ -169,6 +177,7 @@ constexpr bool is_transient(errc code, sqlstate state) noexcept
     case errc::circuit_open:
     case errc::too_many_waiters:
         return true;
+    case errc::tls_failed: // configuration: fail fast, do not count against the database
     default:
         return false;
     }

@@ -87,6 +87,9 @@ struct settings_overrides
     std::optional<ssl_mode> sslmode;                     ///< connect_config::sslmode
     std::optional<bool> pgbouncer;                       ///< connect_config::pgbouncer
     std::optional<std::string> application_name, sslrootcert, sslcert, sslkey;
+    /// Beats PGCORO_ALLOW_INSECURE: true lets the production profile connect over TCP with an
+    /// sslmode that may run without TLS (disable, allow, prefer).
+    std::optional<bool> allow_insecure;
 };
 
 /// Looks up one environment variable; nullopt when unset. Injectable for tests.
@@ -208,13 +211,57 @@ inline std::optional<secret> password_from_files(const env_lookup& env, config_e
     }
     return secret(std::move(*content));
 }
+
+// The production profile refuses connections that may run without TLS over TCP (sslmode
+// disable, allow or prefer), unless PGCORO_ALLOW_INSECURE=1 or settings_overrides::
+// allow_insecure says so. `url_var` names the connection (DATABASE_URL, DIRECT_DATABASE_URL)
+// and `origin` where its sslmode came from.
+inline void check_production_tls(const connect_config& c, std::string_view url_var,
+                                 const std::string& origin, config_errors& errs)
+{
+    if (!may_run_without_tls(c))
+        return;
+    std::string where;
+    for (const auto& h : c.hosts)
+        if (h.host.empty() || h.host.front() != '/')
+        {
+            where = h.host + ":" + std::to_string(h.port);
+            break;
+        }
+    const std::string mode(to_string(c.sslmode));
+    errs.add({origin, "connect.sslmode", mode,
+              std::string(url_var) + " sslmode=" + mode +
+                  " is not allowed in the production profile (the connection to " + where +
+                  " could run without TLS)",
+              "require, verify-ca, verify-full; or set PGCORO_ALLOW_INSECURE=1 to allow it"});
+}
+
+// PGCORO_ALLOW_INSECURE (a boolean), with the value set in code on top; false when unset.
+inline bool allow_insecure(const env_lookup& env, const settings_overrides& code,
+                           config_errors& errs)
+{
+    if (code.allow_insecure)
+        return *code.allow_insecure;
+    auto v = env("PGCORO_ALLOW_INSECURE");
+    if (!v)
+        return false;
+    auto b = parse_bool(*v);
+    if (!b)
+    {
+        errs.add({"env PGCORO_ALLOW_INSECURE", "", *v, b.error().problem, b.error().allowed});
+        return false;
+    }
+    return *b;
+}
 } // namespace detail
 
 /// Builds and validates settings from `env`, with `code` on top. Precedence per field: code >
 /// env vars > URL parameters > profile defaults. Reads PGCORO_ENV (else APP_ENV), DATABASE_URL,
 /// DIRECT_DATABASE_URL, DATABASE_CONNECTION_LIMIT, DATABASE_POOL_TIMEOUT, the PGCORO_* vars of
-/// docs/configuration.md and PGCORO_PASSWORD_FILE / DATABASE_PASSWORD_FILE. Reports every
-/// problem at once; no message contains a password. Does not throw (except std::bad_alloc).
+/// docs/configuration.md and PGCORO_PASSWORD_FILE / DATABASE_PASSWORD_FILE. The production
+/// profile refuses an sslmode that may run without TLS over TCP (disable, allow, prefer)
+/// unless PGCORO_ALLOW_INSECURE is true. Reports every problem at once; no message contains a
+/// password. Does not throw (except std::bad_alloc).
 inline tl::expected<settings, config_errors> settings_from_env(const env_lookup& env,
                                                                const settings_overrides& code = {})
 {
@@ -304,6 +351,7 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
     detail::apply_overrides(code, s, origins);
 
     // 5. DIRECT_DATABASE_URL: the main connection's settings, its own address, no pooler.
+    std::string direct_sslmode_origin = origin_of(origins, "connect.sslmode");
     if (auto url = pick_url(code.direct_database_url, env, "DIRECT_DATABASE_URL", errs))
     {
         auto parsed = parse_database_url(*url, "DIRECT_DATABASE_URL");
@@ -321,6 +369,10 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
             pool_config unused_pool;
             log_level unused_log = s.log;
             parsed->apply(d, unused_pool, unused_log);
+            for (const auto& u : parsed->settings)
+                if (u.spec->field == "connect.sslmode")
+                    direct_sslmode_origin =
+                        "DIRECT_DATABASE_URL parameter " + std::string(u.spec->param);
             auto r = validate(d);
             add_issues(errs, r, s.pool, d, origins, "DIRECT_DATABASE_URL");
             s.direct = std::move(d);
@@ -331,6 +383,15 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
 
     // 6. One validation over the merged result; each issue names its value's origin.
     add_issues(errs, validate(s.pool, s.connect), s.pool, s.connect, origins);
+
+    // 7. Production means TLS on every TCP connection, unless explicitly allowed otherwise.
+    if (!detail::allow_insecure(env, code, errs) && s.prof == profile::production)
+    {
+        check_production_tls(s.connect, "DATABASE_URL", origin_of(origins, "connect.sslmode"),
+                             errs);
+        if (s.direct)
+            check_production_tls(*s.direct, "DIRECT_DATABASE_URL", direct_sslmode_origin, errs);
+    }
     (void)profile_source;
     if (!errs.empty())
         return tl::unexpected(std::move(errs));

@@ -258,6 +258,29 @@ inline validation_report validate(const connect_config& c)
     return r;
 }
 
+/// True when sslmode `m` never lets a connection run without TLS: require, verify-ca,
+/// verify-full. (disable never uses TLS; allow and prefer fall back to plain text, and prefer
+/// does so silently when the server or a man in the middle offers no TLS.)
+constexpr bool always_tls(ssl_mode m) noexcept
+{
+    return m == ssl_mode::require || m == ssl_mode::verify_ca || m == ssl_mode::verify_full;
+}
+
+/// True when a connection made with `c` may run unencrypted over the network: its sslmode is
+/// disable, allow or prefer, and at least one of its hosts is reached over TCP. Unix-socket
+/// directories (hosts starting with '/') never leave the machine and never use TLS, so a
+/// config with only those is not insecure. The production profile refuses such configs
+/// unless told otherwise (settings_from_env(), PGCORO_ALLOW_INSECURE).
+inline bool may_run_without_tls(const connect_config& c) noexcept
+{
+    if (always_tls(c.sslmode))
+        return false;
+    for (const auto& h : c.hosts)
+        if (h.host.empty() || h.host.front() != '/')
+            return true;
+    return false;
+}
+
 /// Checks a pool_config and a connect_config together (as validate(pool, connect_preset)).
 inline validation_report validate(const pool_config& pool, const connect_config& conn)
 {

@@ -194,10 +194,16 @@ TEST(Settings_Precedence, CodeBeatsEnvBeatsUrlBeatsProfile)
 
 TEST(Settings_Precedence, UrlOverridesProfileSslmode)
 {
-    auto s =
-        from({{"PGCORO_ENV", "production"}, {"DATABASE_URL", "postgres://h/db?sslmode=disable"}});
+    // (Production refuses sslmode=disable unless PGCORO_ALLOW_INSECURE allows it:
+    // tests/unit/production_tls_test.cpp.)
+    auto s = from({{"PGCORO_ENV", "production"},
+                   {"DATABASE_URL", "postgres://h/db?sslmode=disable"},
+                   {"PGCORO_ALLOW_INSECURE", "1"}});
     ASSERT_TRUE(s) << s.error();
     EXPECT_EQ(s->connect.sslmode, pgcoro::ssl_mode::disable);
+    s = from({{"PGCORO_ENV", "production"}, {"DATABASE_URL", "postgres://h/db?sslmode=require"}});
+    ASSERT_TRUE(s) << s.error();
+    EXPECT_EQ(s->connect.sslmode, pgcoro::ssl_mode::require);
 }
 
 TEST(Settings_Direct, BypassesPoolerAndKeepsItsOwnPassword)
