@@ -76,9 +76,10 @@ struct connect_config
     std::string application_name = "pgcoro";
     /// Deadline for one whole connect (all hosts, DNS included); 0 = none. Range 0..1 h.
     std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};
-    /// Server-side statement_timeout, sent as a startup option; 0 = server default. Not sent in
-    /// pgbouncer mode (pgbouncer rejects startup options): use query_timeout there, or a
-    /// role/database default (ALTER ROLE ... SET statement_timeout).
+    /// Server-side statement_timeout, sent as a startup option; 0 = server default. In
+    /// pgbouncer mode it is not sent (pgbouncer rejects startup options) but enforced on the
+    /// client instead: each statement's deadline is the shorter of it and query_timeout (the
+    /// statement is cancelled when it passes).
     std::chrono::milliseconds statement_timeout{0};
     /// Client-side deadline for each statement (cancelled on the server when it passes);
     /// 0 = none. A per-call query_options::timeout overrides it. Range 0..24 h.

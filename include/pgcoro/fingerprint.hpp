@@ -2,6 +2,8 @@
 #ifndef PGCORO_FINGERPRINT_HPP
 #define PGCORO_FINGERPRINT_HPP
 
+#include <pgcoro/detail/sql_scan.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,61 +14,6 @@ namespace pgcoro
 
 namespace detail
 {
-
-// PostgreSQL's identifier characters ($ may continue an identifier; bytes >= 0x80 are letters).
-constexpr bool sql_ident_char(char c) noexcept
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '$' || static_cast<unsigned char>(c) >= 0x80;
-}
-
-constexpr bool sql_space(char c) noexcept
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-constexpr bool sql_digit(char c) noexcept
-{
-    return c >= '0' && c <= '9';
-}
-
-// Skips a '...' literal whose opening quote is at s[i]; returns the index past the closing
-// quote (or s.size() when unterminated: the rest is swallowed, never echoed). '' is an
-// escaped quote; with `backslash` (E'...') so is \'.
-constexpr std::size_t skip_quoted(std::string_view s, std::size_t i, bool backslash) noexcept
-{
-    for (++i; i < s.size(); ++i)
-    {
-        if (backslash && s[i] == '\\')
-        {
-            ++i;
-            continue;
-        }
-        if (s[i] == '\'')
-        {
-            if (i + 1 < s.size() && s[i + 1] == '\'')
-            {
-                ++i;
-                continue;
-            }
-            return i + 1;
-        }
-    }
-    return s.size();
-}
-
-// The length of a dollar-quote tag ($$ or $tag$) starting at s[i], or 0 when there is none.
-constexpr std::size_t dollar_tag(std::string_view s, std::size_t i) noexcept
-{
-    std::size_t j = i + 1;
-    if (j < s.size() && s[j] == '$')
-        return 2;
-    if (j >= s.size() || sql_digit(s[j]) || !sql_ident_char(s[j]))
-        return 0;
-    while (j < s.size() && s[j] != '$' && sql_ident_char(s[j]))
-        ++j;
-    return j < s.size() && s[j] == '$' ? j + 1 - i : 0;
-}
 
 // The scanner behind fingerprint() and fingerprint_hash(): calls `out(char)` for each
 // character of the normalised text. Comments are dropped, whitespace runs become one space,
@@ -105,23 +52,7 @@ constexpr void normalize_sql(std::string_view s, Out&& out)
         }
         else if (c == '/' && i + 1 < n && s[i + 1] == '*')
         {
-            int depth = 0; // PostgreSQL block comments nest
-            while (i < n)
-            {
-                if (s[i] == '/' && i + 1 < n && s[i + 1] == '*')
-                {
-                    ++depth;
-                    i += 2;
-                }
-                else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/')
-                {
-                    i += 2;
-                    if (--depth == 0)
-                        break;
-                }
-                else
-                    ++i;
-            }
+            i = skip_block_comment(s, i);
             space = true;
         }
         else if (c == '\'')

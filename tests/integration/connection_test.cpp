@@ -540,3 +540,34 @@ TEST(Query, ParametersOutliveTheExpressionThatMadeThem)
             EXPECT_EQ(r->get<std::string>(0, 1).value(), "copied-20");
         }());
 }
+
+TEST(Query, PgbouncerModeEnforcesStatementTimeoutOnTheClient)
+{
+    asio::io_context io;
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto cfg = test_server::get().tcp();
+            cfg.pgbouncer = true;
+            cfg.statement_timeout = 300ms;
+            auto c = co_await pgcoro::open_connection(io.get_executor(), cfg);
+            PGCORO_CO_ASSERT(c.has_value());
+            // Nothing was sent to the server: its setting is the default.
+            auto shown = co_await c->query("SHOW statement_timeout");
+            PGCORO_CO_ASSERT(shown.has_value());
+            EXPECT_EQ(shown->get<std::string>(0, 0).value(), "0");
+            // ...but a statement running past it is cancelled by the client's deadline.
+            auto start = std::chrono::steady_clock::now();
+            auto r = co_await c->query("SELECT pg_sleep(5)");
+            auto took = std::chrono::steady_clock::now() - start;
+            PGCORO_CO_ASSERT(!r.has_value());
+            EXPECT_TRUE(r.error().is(errc::timeout)) << r.error();
+            EXPECT_GE(took, 300ms);
+            EXPECT_LT(took, 2s);
+            auto next = co_await c->query("SELECT 1");
+            EXPECT_TRUE(next.has_value());
+            // A shorter per-call timeout still wins.
+            auto quick = co_await c->query(pgcoro::query_options{50ms}, "SELECT pg_sleep(5)");
+            EXPECT_TRUE(!quick && quick.error().is(errc::timeout));
+        }());
+}

@@ -40,17 +40,25 @@ TEST(PoolPolicy, ConnectsRefillToMinSize)
     EXPECT_EQ(connects_to_start({3, 0, 3, 0}, cfg(3, 10, 4)), 0u);
 }
 
-TEST(PoolPolicy, RefillDelayIsCappedExponential)
+TEST(PoolPolicy, RefillDelayIsCappedExponentialWithEqualJitter)
 {
     auto c = cfg(0, 10);
     c.refill_backoff_initial = 100ms;
     c.refill_backoff_max = 1s;
-    EXPECT_EQ(refill_delay(0, c), 0ms);
-    EXPECT_EQ(refill_delay(1, c), 100ms);
-    EXPECT_EQ(refill_delay(2, c), 200ms);
-    EXPECT_EQ(refill_delay(4, c), 800ms);
-    EXPECT_EQ(refill_delay(5, c), 1s);
-    EXPECT_EQ(refill_delay(500, c), 1s);
+    EXPECT_EQ(refill_delay(0, c, 0.5), 0ms);
+    // u = 0: half the nominal delay; u -> 1: just under it.
+    EXPECT_EQ(refill_delay(1, c, 0.0), 50ms);
+    EXPECT_EQ(refill_delay(1, c, 0.999), 99ms);
+    EXPECT_EQ(refill_delay(2, c, 0.0), 100ms);
+    EXPECT_EQ(refill_delay(4, c, 0.5), 600ms);
+    EXPECT_EQ(refill_delay(5, c, 0.0), 500ms);
+    EXPECT_EQ(refill_delay(500, c, 0.999), 999ms);
+    // Never above the cap, never below half of it once capped.
+    for (double u : {0.0, 0.25, 0.5, 0.75, 0.9999})
+    {
+        EXPECT_LE(refill_delay(50, c, u), 1s);
+        EXPECT_GE(refill_delay(50, c, u), 500ms);
+    }
 }
 
 TEST(PoolPolicy, LifetimeJitterShortensWithinBounds)

@@ -5,6 +5,7 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/detail/cancel_service.hpp>
 #include <pgcoro/detail/conn_params.hpp>
+#include <pgcoro/detail/param_pack.hpp>
 #include <pgcoro/detail/pq_error.hpp>
 #include <pgcoro/detail/pq_handles.hpp>
 #include <pgcoro/detail/text_codec.hpp>
@@ -130,6 +131,12 @@ public:
         close();
         cancel_timeout_ = cfg.cancel_timeout;
         query_timeout_ = cfg.query_timeout;
+        // Through pgbouncer statement_timeout cannot be sent (no startup options, and a
+        // session SET would leak to other clients): it becomes the client-side deadline of
+        // each statement instead, which cancels the statement when it passes.
+        if (cfg.pgbouncer && cfg.statement_timeout.count() > 0 &&
+            (query_timeout_.count() == 0 || cfg.statement_timeout < query_timeout_))
+            query_timeout_ = cfg.statement_timeout;
         bool throw_prev = co_await asio::this_coro::throw_if_cancelled();
         co_await asio::this_coro::throw_if_cancelled(false);
 
@@ -169,44 +176,16 @@ public:
         const auto started =
             obs_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
 
-        // Encode parameters into one reusable buffer (no allocation once it has grown).
-        constexpr std::size_t n = sizeof...(Params);
-        std::array<Oid, n + 1> types{};
-        std::array<const char*, n + 1> values{};
-        std::array<std::size_t, n + 1> offsets{};
-        std::array<bool, n + 1> nulls{};
-        params_.clear();
-        std::optional<error> bad;
-        [[maybe_unused]] std::size_t i = 0;
-        (
-            [&](const auto& p)
-            {
-                if (bad)
-                    return;
-                offsets[i] = params_.size();
-                auto e = encode_param(p, params_);
-                if (!e)
-                    bad = std::move(e.error());
-                else
-                {
-                    types[i] = e->type;
-                    nulls[i] = e->is_null;
-                }
-                ++i;
-            }(params),
-            ...);
-        if (bad)
-            co_return finished(sql, started, tl::unexpected(std::move(*bad)));
-        for (std::size_t k = 0; k < n; ++k)
-            values[k] = nulls[k] ? nullptr : params_.data() + offsets[k];
-        if (sql.find('\0') != std::string_view::npos)
-            co_return finished(
-                sql, started,
-                fail(errc::invalid_argument, "SQL text contains an embedded NUL byte"));
+        // Parameters go as text into one reusable buffer (no allocation once it has grown).
+        if (auto ok = check_statement(sql, sizeof...(Params)); !ok)
+            co_return finished(sql, started, tl::unexpected(std::move(ok.error())));
+        auto enc = encode_params(params_, params...);
+        if (!enc)
+            co_return finished(sql, started, tl::unexpected(std::move(enc.error())));
         sql_.assign(sql);
 
-        if (!PQsendQueryParams(conn_.get(), sql_.c_str(), static_cast<int>(n), types.data(),
-                               values.data(), nullptr, nullptr, 0))
+        if (!PQsendQueryParams(conn_.get(), sql_.c_str(), enc->count(), enc->types.data(),
+                               enc->values.data(), nullptr, nullptr, 0))
             co_return finished(sql, started,
                                tl::unexpected(failure_after_libpq_error(errc::query_failed)));
 
@@ -424,18 +403,18 @@ private:
         // VERBOSE makes libpq put the SQLSTATE into connect failure texts ("FATAL:  28P01:").
         PQsetErrorVerbosity(conn_.get(), PQERRORS_VERBOSE);
         if (PQstatus(conn_.get()) == CONNECTION_BAD)
-            co_return connect_failure(where);
+            co_return connect_failure(where, cfg.sslmode);
 
         // As the manual says: behave as if the last poll returned PGRES_POLLING_WRITING.
         PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         for (;;)
         {
             if (!watch_socket())
-                co_return connect_failure(where);
+                co_return connect_failure(where, cfg.sslmode);
             if (st == PGRES_POLLING_OK)
                 break;
             if (st == PGRES_POLLING_FAILED)
-                co_return connect_failure(where);
+                co_return connect_failure(where, cfg.sslmode);
             using sd = asio::posix::stream_descriptor;
             auto w = co_await wait(st == PGRES_POLLING_READING ? sd::wait_read : sd::wait_write);
             if (w == wait_result::deadline)
@@ -454,11 +433,11 @@ private:
         }
         PQsetErrorVerbosity(conn_.get(), PQERRORS_DEFAULT);
         if (PQsetnonblocking(conn_.get(), 1) != 0)
-            co_return connect_failure(where);
+            co_return connect_failure(where, cfg.sslmode);
         co_return expected<void>{};
     }
 
-    tl::unexpected<error> connect_failure(const std::string& where)
+    tl::unexpected<error> connect_failure(const std::string& where, ssl_mode sslmode)
     {
         std::string msg = first_line(PQerrorMessage(conn_.get()));
         sqlstate st = sqlstate_from_verbose_text(msg);
@@ -470,6 +449,10 @@ private:
                 msg.erase(p, 7);
         }
         close();
+        if (st.empty() && is_tls_rejection(msg))
+            return fail(errc::tls_failed, "connect to " + where + " failed: " + msg +
+                                              " (TLS, sslmode=" + std::string(to_string(sslmode)) +
+                                              ")");
         return fail(errc::connect_failed, "connect to " + where + " failed: " + msg, st);
     }
 
@@ -486,6 +469,37 @@ private:
             return error(errc::connection_lost, std::move(msg));
         }
         return error(otherwise, std::move(msg));
+    }
+
+    // The server's error `e` ended the session (a FATAL such as 57P01, which libpq may hand
+    // out while the connection still looks OK): close, and report it as connection_lost with
+    // the server's SQLSTATE and message.
+    error lost(error e)
+    {
+        close();
+        e.code = make_error_code(errc::connection_lost);
+        return e;
+    }
+
+    // PQconsumeInput failed while results were awaited. A server that ends the session says
+    // why first (FATAL 57P01 from pg_terminate_backend or a shutdown) and libpq has that
+    // message buffered: collect what it parses, so the caller gets the server's SQLSTATE. This
+    // cannot block: PQgetResult is only called when libpq is not busy or its socket is gone.
+    error failure_after_read_error(std::optional<result>& ok, std::optional<error>& err)
+    {
+        for (int i = 0; i < 16 && conn_; ++i)
+        {
+            PGconn* c = conn_.get();
+            if (PQsocket(c) >= 0 && PQisBusy(c))
+                break;
+            pgresult_ptr r(PQgetResult(c));
+            if (!r)
+                break;
+            collect(std::move(r), ok, err);
+        }
+        if (err && !err->state.empty())
+            return lost(std::move(*err));
+        return failure_after_libpq_error(errc::connection_lost);
     }
 
     // Flushes the statement, then reads results until libpq returns NULL.
@@ -537,7 +551,7 @@ private:
                 if (!PQconsumeInput(c))
                 {
                     disarm();
-                    co_return tl::unexpected(failure_after_libpq_error(errc::connection_lost));
+                    co_return tl::unexpected(failure_after_read_error(ok, err));
                 }
                 continue;
             }
@@ -551,11 +565,9 @@ private:
         }
         disarm();
         if (err)
-        {
-            if (!is_open())
-                close();
-            co_return tl::unexpected(std::move(*err));
-        }
+            co_return tl::unexpected(is_open() && !err->is(errc::connection_lost)
+                                         ? std::move(*err)
+                                         : lost(std::move(*err)));
         if (!ok)
             co_return fail(errc::protocol_error, "statement returned no result");
         co_return std::move(*ok);

@@ -634,8 +634,8 @@ private:
             self->last_error_ = std::move(r.error());
             ++self->totals_.connect_failures;
             ++self->consecutive_failures_;
-            self->next_connect_at_ =
-                clock::now() + refill_delay(self->consecutive_failures_, self->cfg_);
+            self->next_connect_at_ = clock::now() + refill_delay(self->consecutive_failures_,
+                                                                 self->cfg_, uniform01(self->rng_));
             // Not counted as a close: it never opened.
             std::erase_if(self->nodes_, [n](const auto& p) { return p.get() == n; });
             self->update_gauges();
@@ -649,8 +649,7 @@ private:
         if (auto* o = self->obs_)
             o->on_connect_succeeded(
                 connect_succeeded_event{n->opened_at - n->connect_started, n->conn.backend_pid()});
-        std::uniform_real_distribution<double> unit(0.0, 1.0);
-        n->retire = retire_at(clock::now(), self->cfg_, unit(self->rng_));
+        n->retire = retire_at(clock::now(), self->cfg_, uniform01(self->rng_));
         self->make_available(n);
         self->start_connects();
     }

@@ -2,6 +2,7 @@
 #ifndef PGCORO_DETAIL_POOL_POLICY_HPP
 #define PGCORO_DETAIL_POOL_POLICY_HPP
 
+#include <pgcoro/backoff.hpp>
 #include <pgcoro/close_reason.hpp>
 #include <pgcoro/pool_config.hpp>
 
@@ -69,15 +70,18 @@ constexpr std::size_t connects_to_start(const pool_counts& c, const pool_config&
 }
 
 // The delay before the next connect after `failures` consecutive failed ones: capped
-// exponential, so a dead server is retried at a bounded rate, never in a tight loop.
-constexpr std::chrono::milliseconds refill_delay(unsigned failures, const pool_config& cfg) noexcept
+// exponential with equal jitter (backoff() of backoff.hpp; `unit_random` in [0, 1)), so a dead
+// server is retried at a bounded rate, never in a tight loop, and pools that failed together
+// do not reconnect in lockstep. The delay lies in [base/2, base), base = min(max, initial ×
+// 2^(n−1)).
+constexpr std::chrono::milliseconds refill_delay(unsigned failures, const pool_config& cfg,
+                                                 double unit_random) noexcept
 {
     if (failures == 0)
         return std::chrono::milliseconds(0);
-    auto d = cfg.refill_backoff_initial;
-    for (unsigned i = 1; i < failures && d < cfg.refill_backoff_max; ++i)
-        d *= 2;
-    return std::min(d, cfg.refill_backoff_max);
+    const backoff_policy p{cfg.refill_backoff_initial, 2.0, cfg.refill_backoff_max,
+                           jitter_kind::equal};
+    return backoff(p, failures, std::chrono::milliseconds(0), unit_random);
 }
 
 // A connection's retirement time: max_lifetime shortened by a random fraction of the jitter

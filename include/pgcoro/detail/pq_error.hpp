@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -39,28 +40,66 @@ inline sqlstate sqlstate_from_verbose_text(std::string_view msg)
     return {};
 }
 
+// Whether a connect failure's text is TLS refusing to go on: a server certificate that does
+// not verify (unknown CA, expired), a host name it does not carry, a missing or unreadable
+// root certificate or client key, a server without TLS although sslmode requires it, or the
+// server's alert rejecting our certificate. These do not heal by themselves (errc::tls_failed).
+// TLS I/O errors ("SSL SYSCALL error", an EOF mid-handshake) are network failures, not these.
+inline bool is_tls_rejection(std::string_view msg) noexcept
+{
+    for (std::string_view needle :
+         {"certificate verify failed", "does not match host name", "root certificate file",
+          "server does not support SSL", "from server certificate", "certificate file",
+          "private key file", "alert unknown ca", "alert bad certificate", "alert certificate",
+          "alert handshake failure", "alert protocol version", "unsupported protocol",
+          "no protocols available"})
+        if (msg.find(needle) != std::string_view::npos)
+            return true;
+    return false;
+}
+
+// Server texts can quote a whole parameter ("invalid input syntax for type integer: "xxx..."):
+// an error message keeps at most this many bytes of any one field, so it stays fit for a log.
+inline constexpr std::size_t max_error_field_bytes = 4096;
+
+// `s`, cut to `max_error_field_bytes` on a UTF-8 character boundary, saying how much was cut.
+inline std::string bounded_field(std::string_view s)
+{
+    if (s.size() <= max_error_field_bytes)
+        return std::string(s);
+    std::size_t keep = max_error_field_bytes;
+    while (keep > 0 && (static_cast<unsigned char>(s[keep]) & 0xC0) == 0x80)
+        --keep; // do not split a multi-byte character
+    std::string out(s.substr(0, keep));
+    out += "... (" + std::to_string(s.size() - keep) + " more bytes)";
+    return out;
+}
+
 // The connection-level error message (PQerrorMessage), as one line.
 inline std::string conn_message(const PGconn* c)
 {
-    return c ? first_line(PQerrorMessage(c)) : std::string("no connection");
+    return c ? bounded_field(first_line(PQerrorMessage(c))) : std::string("no connection");
 }
 
 // A failed statement's error: SQLSTATE, severity and primary message (plus detail and hint
-// after newlines). `lost` says the connection is gone, which changes the code.
+// after newlines). The code is connection_lost when the connection is gone or the error is
+// FATAL/PANIC (the server ends the session after sending it, e.g. 57P01), else query_failed.
 inline error result_error(const PGresult* r, const PGconn* c)
 {
     bool lost = c == nullptr || PQstatus(c) != CONNECTION_OK;
     if (!r)
         return error(lost ? errc::connection_lost : errc::query_failed, conn_message(c));
+    if (const char* sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED))
+        lost = lost || std::string_view(sev) == "FATAL" || std::string_view(sev) == "PANIC";
     const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    std::string msg = primary ? primary : first_line(PQresultErrorMessage(r));
+    std::string msg = bounded_field(primary ? primary : first_line(PQresultErrorMessage(r)));
     if (const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED))
         msg = std::string(severity) + ": " + msg;
     if (const char* detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL))
-        msg.append("\nDETAIL: ").append(detail);
+        msg.append("\nDETAIL: ").append(bounded_field(detail));
     if (const char* hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT))
-        msg.append("\nHINT: ").append(hint);
+        msg.append("\nHINT: ").append(bounded_field(hint));
     return error(lost ? errc::connection_lost : errc::query_failed, std::move(msg),
                  state ? sqlstate(state) : sqlstate());
 }
