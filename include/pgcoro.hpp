@@ -21,6 +21,7 @@
 #include <pgcoro/logging_observer.hpp>
 #include <pgcoro/observe.hpp>
 #include <pgcoro/observer.hpp>
+#include <pgcoro/pipeline.hpp>
 #include <pgcoro/pool.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>

@@ -10,6 +10,7 @@ packages=(
     postgresql-15 pgbouncer                    # the servers the tests start themselves
     clang-14 libclang-rt-14-dev clang-format-14 # fuzzing, second compiler, formatting
     curl openssl procps prometheus             # promtool checks the metrics output
+    time strace                                # scripts/compare.sh, scripts/hotpath-evidence.sh
 )
 
 missing=()
