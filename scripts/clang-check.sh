@@ -3,10 +3,9 @@
 # and runs the unit and integration tests of that build against its own cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+. scripts/ccache.sh
 CXX=clang++-14 cmake -S . -B build-clang -G Ninja "${launcher[@]}" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-clang -j "$(nproc)"
+cmake --build build-clang -j "$(nproc)" --target pgcoro_unit_tests pgcoro_integration_tests
 ctest --test-dir build-clang --output-on-failure -L "unit|integration" -E "^(sanitizer|config\.fuzz)" \
     --timeout 600

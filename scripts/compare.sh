@@ -42,8 +42,7 @@ if [ "$rounds" -lt 1 ] || [ "$rounds" -gt 50 ]; then echo "--rounds must be 1..5
 bash scripts/setup.sh
 driver=$build/benchmarks/pgcoro_driver
 if [ ! -f "$build/CMakeCache.txt" ]; then
-    launcher=()
-    command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    . scripts/ccache.sh
     cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null
 fi
 cmake --build "$build" --target pgcoro_driver -j "$(nproc)" >/dev/null
