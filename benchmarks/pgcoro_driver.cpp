@@ -7,8 +7,9 @@
 //   W3  acquire + release without a query: acquire, hold the lease for one scheduler turn
 //       (a post), release. The turn is what makes other coroutines queue; without it one
 //       coroutine would take and return an idle connection forever without suspending.
-//   W1P reserved for a pipelined SELECT 1 (not implemented: the library has no pipeline API
-//       yet; the driver exits with status 3 so scripts can skip it).
+//   W1P SELECT 1 through pgcoro::pipeline_group (libpq pipeline mode): --pool pipelined
+//       connections used round-robin, so concurrent coroutines share each connection's
+//       pipeline (one io thread only).
 // N coroutines (--concurrency) loop over the workload against one pool (--pool connections,
 // all opened before timing), on --threads io_context threads. A warm-up (--warmup seconds) is
 // run and discarded, then the measurement runs for --duration seconds or for exactly --ops
@@ -30,6 +31,7 @@
 //
 //   scripts/with-test-env.sh STATE_DIR build-perf/benchmarks/pgcoro_driver --workload=W2 -c 100
 #include <pgcoro/histogram.hpp>
+#include <pgcoro/pipeline.hpp>
 #include <pgcoro/pool.hpp>
 #include <pgcoro/settings.hpp>
 
@@ -218,7 +220,7 @@ enum class workload
     w1,  // SELECT 1
     w2,  // point read
     w3,  // acquire + release
-    w1p, // pipelined SELECT 1 (not available yet)
+    w1p, // pipelined SELECT 1 (pipeline_group)
 };
 
 struct workload_name
@@ -226,8 +228,7 @@ struct workload_name
     std::string_view name;
     workload w;
 };
-// One row per workload; a new one (W1P, once the library pipelines) is one more row here and
-// one more case in run_one().
+// One row per workload.
 constexpr workload_name workloads[] = {
     {"W1", workload::w1}, {"W2", workload::w2}, {"W3", workload::w3}, {"W1P", workload::w1p}};
 
@@ -248,19 +249,20 @@ struct options
 
 void usage(std::FILE* f)
 {
-    std::fprintf(f,
-                 "usage: pgcoro_driver [options]   (connection: DATABASE_URL / PGCORO_* env)\n"
-                 "  --workload=W1|W2|W3|W1P  W1 SELECT 1, W2 point read on kv, W3 acquire+release"
-                 " (default W1)\n"
-                 "  -c, --concurrency=N      coroutines (default 10)\n"
-                 "  -p, --pool=N             pool size, all opened before timing (default 10)\n"
-                 "  -d, --duration=S         measurement seconds (default 5)\n"
-                 "  -n, --ops=N              measure exactly N ops instead of a duration\n"
-                 "  -w, --warmup=S           warm-up seconds, discarded (default 1)\n"
-                 "  -t, --threads=N          io_context threads (default 1)\n"
-                 "  --rows=N                 kv rows for W2 (default 10000)\n"
-                 "  --max-time=S             hard limit of the whole run (default 120)\n"
-                 "  --format=text|result     human summary + RESULT line, or RESULT only\n");
+    std::fprintf(
+        f, "usage: pgcoro_driver [options]   (connection: DATABASE_URL / PGCORO_* env)\n"
+           "  --workload=W1|W2|W3|W1P  W1 SELECT 1, W2 point read on kv, W3 acquire+release,"
+           " W1P pipelined SELECT 1 (default W1)\n"
+           "  -c, --concurrency=N      coroutines (default 10)\n"
+           "  -p, --pool=N             pool size (W1P: pipelined connections), all opened before"
+           " timing (default 10)\n"
+           "  -d, --duration=S         measurement seconds (default 5)\n"
+           "  -n, --ops=N              measure exactly N ops instead of a duration\n"
+           "  -w, --warmup=S           warm-up seconds, discarded (default 1)\n"
+           "  -t, --threads=N          io_context threads (default 1)\n"
+           "  --rows=N                 kv rows for W2 (default 10000)\n"
+           "  --max-time=S             hard limit of the whole run (default 120)\n"
+           "  --format=text|result     human summary + RESULT line, or RESULT only\n");
 }
 
 template <class T>
@@ -584,13 +586,29 @@ asio::awaitable<void> worker(pgcoro::pool& pool, run_state& st, int index, int& 
             continue;
         }
         case workload::w1p:
-            ok = false;
+            ok = false; // run by pipelined_worker()
             break;
         }
         l->release();
         st.completed(t0, clock_type::now(), ok);
     }
     std::lock_guard lk(running_mu);
+    if (--running == 0)
+        asio::post(io, [&io] { io.stop(); });
+}
+
+// W1P: SELECT 1 through the pipeline group; the latency is the statement's round trip.
+asio::awaitable<void> pipelined_worker(pgcoro::pipeline_group& group, run_state& st, int& running,
+                                       asio::io_context& io)
+{
+    while (!st.finished())
+    {
+        const auto t0 = clock_type::now();
+        auto r = co_await group.query("SELECT 1");
+        if (!r)
+            st.error(r.error());
+        st.completed(t0, clock_type::now(), r && r->size() == 1);
+    }
     if (--running == 0)
         asio::post(io, [&io] { io.stop(); });
 }
@@ -640,16 +658,16 @@ int main(int argc, char** argv)
         return 2;
     }
     const options opt = *parsed;
-    if (opt.w == workload::w1p)
+    const bool pipelined = opt.w == workload::w1p;
+    if (pipelined && opt.threads != 1)
     {
-        std::fprintf(stderr, "pgcoro_driver: workload W1P needs a pipelined query API, which "
-                             "this pgcoro version does not have\n");
-        return 3;
+        std::fprintf(stderr, "pgcoro_driver: W1P runs on one io thread (--threads=1)\n");
+        return 2;
     }
 
     pgcoro::settings_overrides code;
     code.max_size = static_cast<std::size_t>(opt.pool);
-    code.min_size = static_cast<std::size_t>(opt.pool);
+    code.min_size = pipelined ? 0 : static_cast<std::size_t>(opt.pool); // W1P: no pool
     code.application_name = "pgcoro_driver";
     auto settings = pgcoro::settings_from_env(code);
     if (!settings)
@@ -660,6 +678,9 @@ int main(int argc, char** argv)
 
     asio::io_context io(opt.threads);
     pgcoro::pool pool(io.get_executor(), settings->connect, settings->pool);
+    pgcoro::pipeline_group_config gcfg;
+    gcfg.connections = static_cast<std::size_t>(opt.pool);
+    pgcoro::pipeline_group group(io.get_executor(), settings->connect, gcfg);
     run_state st(opt);
     int running = opt.concurrency;
     std::mutex running_mu;
@@ -689,7 +710,7 @@ int main(int argc, char** argv)
         io,
         [&]() -> asio::awaitable<void>
         {
-            auto w = co_await pool.warmup();
+            auto w = pipelined ? co_await group.connect() : co_await pool.warmup();
             if (w && opt.w == workload::w2)
                 w = co_await prepare_kv(pool, opt.rows);
             if (!w)
@@ -706,7 +727,9 @@ int main(int argc, char** argv)
                 st.begin_measure(now);
             for (int i = 0; i < opt.concurrency; ++i)
             {
-                if (opt.threads > 1)
+                if (pipelined)
+                    asio::co_spawn(io, pipelined_worker(group, st, running, io), asio::detached);
+                else if (opt.threads > 1)
                     asio::co_spawn(asio::make_strand(io),
                                    worker(pool, st, i, running, running_mu, io), asio::detached);
                 else
@@ -736,6 +759,7 @@ int main(int argc, char** argv)
         io,
         [&]() -> asio::awaitable<void>
         {
+            group.close();
             co_await pool.close(std::chrono::seconds(2));
             io.stop();
         },

@@ -61,6 +61,7 @@ ROWS=(
     "C_W1_10  |pgcoro |pgcoro  W1 SELECT 1, 10 coroutines |- |--workload=W1 -c 10|B_W1_ext B_W1_prep"
     "C_W1_100 |pgcoro |pgcoro  W1 SELECT 1, 100 coroutines|- |--workload=W1 -c 100|B_W1_ext B_W1_prep"
     "C_W1P_10 |pgcoro |pgcoro  W1P pipelined, 10 coroutines|- |--workload=W1P -c 10|B_W1_pipe"
+    "C_W1P_100|pgcoro |pgcoro  W1P pipelined, 100 coroutines|- |--workload=W1P -c 100|B_W1_pipe"
     "C_W2_10  |pgcoro |pgcoro  W2 point read, 10 coroutines|- |--workload=W2 -c 10|B_W2_ext B_W2_prep"
     "C_W2_100 |pgcoro |pgcoro  W2 point read, 100 coroutines|- |--workload=W2 -c 100|B_W2_ext B_W2_prep"
     "C_W3_10  |pgcoro |pgcoro  W3 acquire+release, 10     |- |--workload=W3 -c 10|"
