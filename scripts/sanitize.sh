@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds pgcoro's tests with a sanitizer and runs them against their own throwaway cluster.
-#   scripts/sanitize.sh asan   # ASan + UBSan (+ LeakSanitizer): every unit and integration test
+#   scripts/sanitize.sh asan   # ASan + UBSan (+ LeakSanitizer): every unit, integration, TLS
+#                              # and pgbouncer test
 #   scripts/sanitize.sh tsan   # ThreadSanitizer: the concurrency tests (multi-threaded pool
 #                              # stress, statements and pipelines whose cancel runs on the
 #                              # helper thread)
@@ -11,8 +12,8 @@ kind=${1:?usage: sanitize.sh asan|tsan}
 case "$kind" in
 asan)
     flags="address,undefined"
-    targets=(pgcoro_unit_tests pgcoro_integration_tests)
-    filter='^(unit|integration|cluster)\.'
+    targets=(pgcoro_unit_tests pgcoro_integration_tests pgcoro_tls_tests pgcoro_pgbouncer_tests)
+    filter='^(unit|integration|cluster|tls|tls_cluster|pgbouncer)\.'
     ;;
 tsan)
     flags="thread"
