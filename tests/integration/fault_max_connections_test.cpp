@@ -67,23 +67,6 @@ asio::awaitable<void> drop_role(pgcoro::connection& side, const std::string& rol
     co_await exec(side, "DROP ROLE IF EXISTS " + role);
 }
 
-// The most connect attempts a pool may make in `window` while every attempt fails at once:
-// max_concurrent_connects at t=0 and after each backoff step (initial, doubling, capped,
-// possibly jittered down to half).
-std::size_t attempt_bound(const pgcoro::pool_config& p, clk::duration window)
-{
-    // Each delay is at least half its nominal value (equal jitter allows that much).
-    std::size_t rounds = 1;
-    auto d = p.refill_backoff_initial;
-    clk::duration t{};
-    while ((t += d / 2) <= window)
-    {
-        ++rounds;
-        d = std::min(d * 2, p.refill_backoff_max);
-    }
-    return rounds * p.max_concurrent_connects;
-}
-
 } // namespace
 
 // Another client holds every session the role may have. 53300 is recognised as transient,

@@ -27,23 +27,6 @@ long long ms(clk::duration d)
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
-// The most connect attempts a pool may make in `window` while every attempt fails at once:
-// max_concurrent_connects at t=0 and after each backoff step (initial, doubling, capped,
-// possibly jittered down to half).
-std::size_t attempt_bound(const pgcoro::pool_config& p, clk::duration window)
-{
-    // Each delay is at least half its nominal value (equal jitter allows that much).
-    std::size_t rounds = 1;
-    auto d = p.refill_backoff_initial;
-    clk::duration t{};
-    while ((t += d / 2) <= window)
-    {
-        ++rounds;
-        d = std::min(d * 2, p.refill_backoff_max);
-    }
-    return rounds * p.max_concurrent_connects;
-}
-
 } // namespace
 
 // Nothing listens: acquire() fails by its deadline, naming the connect error, and the pool

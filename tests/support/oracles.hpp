@@ -238,6 +238,24 @@ inline void expect_loop_responsive(const lag_probe& p)
     EXPECT_TRUE(r);
 }
 
+// The most connect attempts a pool may make in `window` while every attempt fails at once:
+// max_concurrent_connects at t=0 and after each backoff step (initial, doubling, capped,
+// possibly jittered down to half). A bound on the reconnect rate: no storm.
+inline std::size_t attempt_bound(const pgcoro::pool_config& p,
+                                 std::chrono::steady_clock::duration window)
+{
+    // Each delay is at least half its nominal value (equal jitter allows that much).
+    std::size_t rounds = 1;
+    auto d = p.refill_backoff_initial;
+    std::chrono::steady_clock::duration t{};
+    while ((t += d / 2) <= window)
+    {
+        ++rounds;
+        d = std::min(d * 2, p.refill_backoff_max);
+    }
+    return rounds * p.max_concurrent_connects;
+}
+
 // ---- (c) pool gauges ------------------------------------------------------------------------
 
 inline std::uint64_t closed_total(const pool_stats& s)
