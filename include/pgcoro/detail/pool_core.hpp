@@ -587,7 +587,10 @@ private:
         pool_counts c{nodes_.size(), connecting_, idle_.size(), waiters_.size()};
         for (std::size_t k = connects_to_start(c, cfg_); k > 0; --k)
         {
-            nodes_.push_back(std::make_unique<pool_node>(strand_));
+            // The connection's I/O objects take the strand's inner executor: their handlers
+            // already run on the awaiting coroutine's executor (the strand for the pool's
+            // own work), and a type-erased strand is a heap allocation on every wait.
+            nodes_.push_back(std::make_unique<pool_node>(strand_.get_inner_executor()));
             nodes_.back()->connect_started = clock::now();
             ++connecting_;
             if (obs_)
