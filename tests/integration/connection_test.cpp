@@ -393,6 +393,7 @@ TEST(Query, TerminatedBackendReportsConnectionLost)
             PGCORO_CO_ASSERT(c.has_value() && killer.has_value());
             int fds = pgcoro::test::open_fd_count();
             auto victim = c->backend_pid();
+            bool killer_done = false;
             asio::co_spawn(
                 io,
                 [&]() -> asio::awaitable<void>
@@ -400,6 +401,7 @@ TEST(Query, TerminatedBackendReportsConnectionLost)
                     asio::steady_timer t(io, 100ms);
                     co_await t.async_wait(asio::use_awaitable);
                     co_await killer->query("SELECT pg_terminate_backend($1)", victim);
+                    killer_done = true;
                 },
                 asio::detached);
             auto r = co_await c->query("SELECT pg_sleep(5)");
@@ -410,6 +412,15 @@ TEST(Query, TerminatedBackendReportsConnectionLost)
             EXPECT_LT(pgcoro::test::open_fd_count(), fds); // our watch fd and libpq's are closed
             auto again = co_await c->query("SELECT 1");
             EXPECT_TRUE(!again && again.error().is(errc::connection_lost));
+            // The victim's error can arrive before the killer's own result: `killer` must
+            // outlive its statement (ASan caught the connection freed under the pending wait).
+            asio::steady_timer pause(io);
+            for (int i = 0; i < 500 && !killer_done; ++i)
+            {
+                pause.expires_after(10ms);
+                co_await pause.async_wait(asio::use_awaitable);
+            }
+            EXPECT_TRUE(killer_done);
         }());
 }
 
