@@ -243,8 +243,9 @@ struct options
     std::uint64_t ops = 0; // measure exactly this many ops instead of a duration
     int threads = 1;
     int rows = 10000;
-    double max_time = 120.0; // hard limit of the whole run, seconds
-    bool quiet = false;      // RESULT line only
+    int statement_cache = -1; // -1: as the environment says (PGCORO_STATEMENT_CACHE_SIZE)
+    double max_time = 120.0;  // hard limit of the whole run, seconds
+    bool quiet = false;       // RESULT line only
 };
 
 void usage(std::FILE* f)
@@ -261,6 +262,8 @@ void usage(std::FILE* f)
            "  -w, --warmup=S           warm-up seconds, discarded (default 1)\n"
            "  -t, --threads=N          io_context threads (default 1)\n"
            "  --rows=N                 kv rows for W2 (default 10000)\n"
+           "  --statement-cache=N      prepared statements kept per connection (0 = unnamed"
+           " statements; default: PGCORO_STATEMENT_CACHE_SIZE, else 0)\n"
            "  --max-time=S             hard limit of the whole run (default 120)\n"
            "  --format=text|result     human summary + RESULT line, or RESULT only\n");
 }
@@ -344,6 +347,9 @@ std::optional<options> parse_args(int argc, char** argv)
             ok = parse_number(value, o.threads) && o.threads >= 1 && o.threads <= 64;
         else if (key == "--rows")
             ok = parse_number(value, o.rows) && o.rows >= 1;
+        else if (key == "--statement-cache")
+            ok = parse_number(value, o.statement_cache) && o.statement_cache >= 0 &&
+                 o.statement_cache <= 10000;
         else if (key == "--max-time")
             ok = parse_number(value, o.max_time) && o.max_time > 0;
         else
@@ -669,6 +675,8 @@ int main(int argc, char** argv)
     code.max_size = static_cast<std::size_t>(opt.pool);
     code.min_size = pipelined ? 0 : static_cast<std::size_t>(opt.pool); // W1P: no pool
     code.application_name = "pgcoro_driver";
+    if (opt.statement_cache >= 0)
+        code.statement_cache_size = static_cast<std::size_t>(opt.statement_cache);
     auto settings = pgcoro::settings_from_env(code);
     if (!settings)
     {
@@ -710,7 +718,13 @@ int main(int argc, char** argv)
         io,
         [&]() -> asio::awaitable<void>
         {
-            auto w = pipelined ? co_await group.connect() : co_await pool.warmup();
+            // Not `pipelined ? co_await a : co_await b`: GCC 12 destroys the temporaries of a
+            // co_await inside ?: twice (a double free on the error path).
+            pgcoro::expected<void> w;
+            if (pipelined)
+                w = co_await group.connect();
+            else
+                w = co_await pool.warmup();
             if (w && opt.w == workload::w2)
                 w = co_await prepare_kv(pool, opt.rows);
             if (!w)
