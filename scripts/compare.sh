@@ -60,10 +60,14 @@ ROWS=(
     "B_W2_prep|pgbench|pgbench W2 point read, -M prepared |1 |-M prepared -f w2.sql|"
     "C_W1_10  |pgcoro |pgcoro  W1 SELECT 1, 10 coroutines |- |--workload=W1 -c 10|B_W1_ext B_W1_prep"
     "C_W1_100 |pgcoro |pgcoro  W1 SELECT 1, 100 coroutines|- |--workload=W1 -c 100|B_W1_ext B_W1_prep"
+    "C_W1_10s |pgcoro |pgcoro  W1 10 coroutines, stmt cache|- |--workload=W1 -c 10 --statement-cache=16|B_W1_ext B_W1_prep"
+    "C_W1_100s|pgcoro |pgcoro  W1 100 coroutines, stmt cache|- |--workload=W1 -c 100 --statement-cache=16|B_W1_ext B_W1_prep"
     "C_W1P_10 |pgcoro |pgcoro  W1P pipelined, 10 coroutines|- |--workload=W1P -c 10|B_W1_pipe"
     "C_W1P_100|pgcoro |pgcoro  W1P pipelined, 100 coroutines|- |--workload=W1P -c 100|B_W1_pipe"
     "C_W2_10  |pgcoro |pgcoro  W2 point read, 10 coroutines|- |--workload=W2 -c 10|B_W2_ext B_W2_prep"
     "C_W2_100 |pgcoro |pgcoro  W2 point read, 100 coroutines|- |--workload=W2 -c 100|B_W2_ext B_W2_prep"
+    "C_W2_10s |pgcoro |pgcoro  W2 10 coroutines, stmt cache|- |--workload=W2 -c 10 --statement-cache=16|B_W2_ext B_W2_prep"
+    "C_W2_100s|pgcoro |pgcoro  W2 100 coroutines, stmt cache|- |--workload=W2 -c 100 --statement-cache=16|B_W2_ext B_W2_prep"
     "C_W3_10  |pgcoro |pgcoro  W3 acquire+release, 10     |- |--workload=W3 -c 10|"
     "C_W3_1000|pgcoro |pgcoro  W3 acquire+release, 1000   |- |--workload=W3 -c 1000|"
 )
@@ -203,7 +207,8 @@ echo "(pgbench's 'latency average'; pgcoro: acquire + query, W3: acquire wait), 
 echo "p99 (pgbench prints none without per-transaction logs)."
 echo "Ratios are pgcoro / pgbench: qps (higher is better for pgcoro), client CPU per query"
 echo "(lower is better for pgcoro), against pgbench -M extended (the same protocol messages as"
-echo "pgcoro's PQsendQueryParams) and -M prepared (Bind/Execute only)."
+echo "pgcoro's PQsendQueryParams) and -M prepared (Bind/Execute only; pgcoro's rows with"
+echo "'stmt cache' send the same, through connect_config::statement_cache_size)."
 printf '%-38s %8s %15s %8s %8s %8s %7s  %s\n' "row" "qps" "qps range" "avg us" "p99 us" \
     "CPU us/q" "RSS MiB" "pgcoro/pgbench ratios: qps, CPU per query"
 for r in "${ROWS[@]}"; do

@@ -5,6 +5,7 @@
 #include <pgcoro/secret.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -91,6 +92,11 @@ struct connect_config
     std::chrono::seconds keepalives_idle{0};
     /// Connecting through pgbouncer in transaction mode: no startup `options`, no session state.
     bool pgbouncer = false;
+    /// Named prepared statements kept per connection (LRU): a statement text seen before is
+    /// sent as Bind/Execute only, skipping the server's parse and plan. 0 = off (every statement
+    /// unnamed). Must be 0 with pgbouncer (validate() says so; a connection ignores it there).
+    /// Range 0..10000. URL statement_cache_size; env PGCORO_STATEMENT_CACHE_SIZE.
+    std::size_t statement_cache_size = 0;
     /// Further libpq connection parameters, passed through as key/value pairs.
     std::vector<std::pair<std::string, std::string>> extra;
 };

@@ -111,6 +111,9 @@ public:
     {
         return impl_->transaction_status();
     }
+    /// How many named prepared statements the statement cache holds on the server now
+    /// (connect_config::statement_cache_size; always 0 when the cache is off).
+    std::size_t prepared_statements() const noexcept { return impl_->prepared_statements(); }
     /// The server process id serving this connection (pgbouncer's key data behind pgbouncer);
     /// 0 when closed.
     int backend_pid() const noexcept { return impl_->backend_pid(); }

@@ -345,6 +345,8 @@ inline std::string to_url(const connect_config& c)
     out += "&statement_timeout=" + detail::format_duration(c.statement_timeout);
     if (c.pgbouncer)
         out += "&pgbouncer=true";
+    if (c.statement_cache_size > 0)
+        out += "&statement_cache_size=" + std::to_string(c.statement_cache_size);
     if (!c.application_name.empty())
         out += "&application_name=" + enc(c.application_name);
     for (const auto& [k, v] : c.extra)

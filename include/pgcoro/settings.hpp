@@ -86,6 +86,7 @@ struct settings_overrides
     std::optional<std::chrono::seconds> keepalives_idle; ///< connect_config::keepalives_idle
     std::optional<ssl_mode> sslmode;                     ///< connect_config::sslmode
     std::optional<bool> pgbouncer;                       ///< connect_config::pgbouncer
+    std::optional<std::size_t> statement_cache_size;     ///< connect_config::statement_cache_size
     std::optional<std::string> application_name, sslrootcert, sslcert, sslkey;
     /// Beats PGCORO_ALLOW_INSECURE: true lets the production profile connect over TCP with an
     /// sslmode that may run without TLS (disable, allow, prefer).
@@ -158,6 +159,8 @@ inline void apply_overrides(const settings_overrides& o, settings& s, origin_map
     override_field(o.keepalives_idle, s.connect.keepalives_idle, m, "connect.keepalives_idle");
     override_field(o.sslmode, s.connect.sslmode, m, "connect.sslmode");
     override_field(o.pgbouncer, s.connect.pgbouncer, m, "connect.pgbouncer");
+    override_field(o.statement_cache_size, s.connect.statement_cache_size, m,
+                   "connect.statement_cache_size");
     override_field(o.application_name, s.connect.application_name, m, "connect.application_name");
     override_field(o.sslrootcert, s.connect.sslrootcert, m, "connect.sslrootcert");
     override_field(o.sslcert, s.connect.sslcert, m, "connect.sslcert");

@@ -29,6 +29,7 @@ enum class config_rule
     no_hosts,                     ///< connect_config::hosts is empty
     port_zero,                    ///< a host's port is 0
     empty_host,                   ///< a host name is empty
+    cache_with_pgbouncer,         ///< statement_cache_size > 0 with pgbouncer
 };
 
 /// What a rule demands, in words ("must be at most max_size").
@@ -56,6 +57,8 @@ constexpr std::string_view to_string(config_rule r) noexcept
         return "must be in 1..65535";
     case config_rule::empty_host:
         return "must not be empty";
+    case config_rule::cache_with_pgbouncer:
+        return "must be 0 with pgbouncer=true (transaction pooling mixes server sessions)";
     }
     return "is invalid";
 }
@@ -127,7 +130,7 @@ struct field_limits
     std::int64_t hi;
     bool is_duration;
 };
-inline constexpr std::array<field_limits, 21> all_limits{{
+inline constexpr std::array<field_limits, 22> all_limits{{
     {"pool.min_size", 0, 10'000, false},
     {"pool.max_size", 1, 10'000, false},
     {"pool.acquire_timeout", 1, ms_hour, true},
@@ -148,6 +151,7 @@ inline constexpr std::array<field_limits, 21> all_limits{{
     {"connect.statement_timeout", 0, ms_day, true},
     {"connect.cancel_timeout", 1, ms_minute, true},
     {"connect.keepalives_idle", 0, 2 * ms_hour, true},
+    {"connect.statement_cache_size", 0, 10'000, false},
     {"connect.port", 1, 65'535, false},
 }};
 
@@ -255,6 +259,12 @@ inline validation_report validate(const connect_config& c)
     detail::check_connect_timeouts(r, c.connect_timeout, c.statement_timeout, c.cancel_timeout);
     detail::check_field(r, "connect.keepalives_idle",
                         std::chrono::milliseconds(c.keepalives_idle).count());
+    detail::check_field(r, "connect.statement_cache_size",
+                        c.statement_cache_size > 1'000'000'000
+                            ? std::int64_t{-1}
+                            : static_cast<std::int64_t>(c.statement_cache_size));
+    if (c.pgbouncer && c.statement_cache_size > 0)
+        r.add({"connect.statement_cache_size", config_rule::cache_with_pgbouncer});
     return r;
 }
 

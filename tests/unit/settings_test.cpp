@@ -163,6 +163,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "billing"},
         env_case{"PGCORO_PGBOUNCER", "on", "", GET(s.connect.pgbouncer ? "1" : "0"), "1"},
         env_case{"PGCORO_PGBOUNCER", "sometimes", "", nullptr, "not a boolean"},
+        env_case{"PGCORO_STATEMENT_CACHE_SIZE", "256", "",
+                 GET(std::to_string(s.connect.statement_cache_size)), "256"},
+        env_case{"PGCORO_STATEMENT_CACHE_SIZE", "20000", "", nullptr, "out of range"},
         env_case{"PGCORO_LOG_LEVEL", "warn", "", GET(std::string(to_string(s.log))), "warn"},
         env_case{"PGCORO_LOG_LEVEL", "loud", "", nullptr, "unknown log level"},
         env_case{"DATABASE_URL", "", "", nullptr, "empty"},
@@ -279,4 +282,23 @@ TEST(Settings_Print, IsReadableAndRedacted)
     os << *s;
     EXPECT_NE(os.str().find("postgresql://u:****@h:5432/db"), std::string::npos) << os.str();
     EXPECT_EQ(os.str().find("pw1234567"), std::string::npos);
+}
+
+TEST(Settings_StatementCache, UrlParameterAndThePgbouncerRule)
+{
+    auto ok = from({{"DATABASE_URL", "postgres://app@db/app?statement_cache_size=64"}});
+    ASSERT_TRUE(ok) << ok.error();
+    EXPECT_EQ(ok->connect.statement_cache_size, 64u);
+    EXPECT_NE(ok->to_string().find("statement_cache_size=64"), std::string::npos);
+
+    // Through pgbouncer's transaction pooling a named statement would be prepared on one server
+    // session and executed on another: refused, naming both values and where they came from.
+    auto bad = from({{"DATABASE_URL", "postgres://app@db/app?pgbouncer=true"},
+                     {"PGCORO_STATEMENT_CACHE_SIZE", "64"}});
+    ASSERT_FALSE(bad);
+    std::string msg = bad.error().to_string();
+    EXPECT_NE(msg.find("connect.statement_cache_size"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("PGCORO_STATEMENT_CACHE_SIZE"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("must be 0 with pgbouncer=true"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("DATABASE_URL"), std::string::npos) << msg;
 }

@@ -98,6 +98,10 @@ inline std::string field_value(const pool_config& p, const connect_config& c,
         return format_duration(c.keepalives_idle);
     if (field == "connect.hosts")
         return std::to_string(c.hosts.size()) + " hosts";
+    if (field == "connect.statement_cache_size")
+        return std::to_string(c.statement_cache_size);
+    if (field == "connect.pgbouncer")
+        return c.pgbouncer ? "true" : "false";
     return "";
 }
 
@@ -118,6 +122,8 @@ constexpr std::string_view other_field(config_rule r) noexcept
         return "pool.refill_backoff_max";
     case config_rule::statement_not_below_query:
         return "pool.query_timeout";
+    case config_rule::cache_with_pgbouncer:
+        return "connect.pgbouncer";
     default:
         return "";
     }
@@ -153,6 +159,8 @@ inline void add_issues(config_errors& errs, const validation_report& r, const po
             if (i.rule == config_rule::keepalive_not_below_lifetime ||
                 i.rule == config_rule::statement_not_below_query)
                 e.allowed += ", or 0 (off) for either";
+            if (i.rule == config_rule::cache_with_pgbouncer)
+                e.allowed = "0 (off) with pgbouncer";
         }
         errs.add(std::move(e));
     }

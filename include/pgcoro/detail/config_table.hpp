@@ -74,7 +74,7 @@ inline constexpr milliseconds s_unit{1'000};
     }
 
 // clang-format off
-inline constexpr std::array<setting_spec, 27> setting_specs{{
+inline constexpr std::array<setting_spec, 28> setting_specs{{
     {"pool.min_size", "PGCORO_POOL_MIN_SIZE", "min_connections", value_kind::count, s_unit,
      PGCORO_CONFIG_COUNT(pool, min_size)},
     {"pool.max_size", "DATABASE_CONNECTION_LIMIT", "connection_limit", value_kind::count, s_unit,
@@ -129,6 +129,8 @@ inline constexpr std::array<setting_spec, 27> setting_specs{{
      s_unit, PGCORO_CONFIG_TEXT(connect, application_name)},
     {"connect.pgbouncer", "PGCORO_PGBOUNCER", "pgbouncer", value_kind::boolean, s_unit,
      [](config_target& t, const setting_value& v) { t.connect.pgbouncer = v.number != 0; }},
+    {"connect.statement_cache_size", "PGCORO_STATEMENT_CACHE_SIZE", "statement_cache_size",
+     value_kind::count, s_unit, PGCORO_CONFIG_COUNT(connect, statement_cache_size)},
     {"log_level", "PGCORO_LOG_LEVEL", "", value_kind::level, s_unit,
      [](config_target& t, const setting_value& v) { t.log = static_cast<log_level>(v.number); }},
 }};

@@ -8,6 +8,7 @@
 #include <pgcoro/detail/param_pack.hpp>
 #include <pgcoro/detail/pq_error.hpp>
 #include <pgcoro/detail/pq_handles.hpp>
+#include <pgcoro/detail/statement_cache.hpp>
 #include <pgcoro/detail/text_codec.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/observer.hpp>
@@ -118,6 +119,7 @@ public:
         boost::system::error_code ignored;
         socket_.close(ignored);
         conn_.reset();
+        cache_.forget_all(); // the session's prepared statements end with it
     }
 
     // ---- connect ------------------------------------------------------------------------
@@ -131,6 +133,9 @@ public:
         close();
         cancel_timeout_ = cfg.cancel_timeout;
         query_timeout_ = cfg.query_timeout;
+        // Through pgbouncer in transaction mode a named statement would be prepared on one
+        // server session and used on another (26000, or 42P05 for the next client).
+        cache_.reset(cfg.pgbouncer ? 0 : cfg.statement_cache_size);
         // Through pgbouncer statement_timeout cannot be sent (no startup options, and a
         // session SET would leak to other clients): it becomes the client-side deadline of
         // each statement instead, which cancels the statement when it passes.
@@ -183,18 +188,48 @@ public:
         if (!enc)
             co_return finished(sql, started, tl::unexpected(std::move(enc.error())));
         sql_.assign(sql);
-
-        if (!PQsendQueryParams(conn_.get(), sql_.c_str(), enc->count(), enc->types.data(),
-                               enc->values.data(), nullptr, nullptr, 0))
-            co_return finished(sql, started,
-                               tl::unexpected(failure_after_libpq_error(errc::query_failed)));
+        const statement st{sql_.c_str(), enc->types.data(), enc->values.data(), enc->count()};
+        const auto t = timeout.count() > 0 ? timeout : query_timeout_;
 
         bool throw_prev = co_await asio::this_coro::throw_if_cancelled();
         co_await asio::this_coro::throw_if_cancelled(false);
-        auto r = co_await finish_statement(timeout.count() > 0 ? timeout : query_timeout_);
+        std::optional<expected<result>> r; // set by every way out of the loop
+        for (int attempt = 0;; ++attempt)
+        {
+            const statement_cache::entry* named = nullptr;
+            const bool idle_before = transaction_status() == PQTRANS_IDLE;
+            if (use_cache())
+            {
+                cache_.make_key(sql, st.types, st.n);
+                named = cache_.find();
+                if (!named)
+                {
+                    auto p = co_await prepare(st, t);
+                    if (!p)
+                    {
+                        r.emplace(tl::unexpected(std::move(p.error())));
+                        break;
+                    }
+                    named = *p;
+                }
+            }
+            if (!send(st, named))
+            {
+                r.emplace(tl::unexpected(failure_after_libpq_error(errc::query_failed)));
+                break;
+            }
+            r.emplace(co_await finish_statement(t));
+            if (!named || attempt > 0 || !prepare_again(*r, idle_before))
+                break;
+        }
+        if (*r && cache_.enabled())
+            forget_if_deallocated((*r)->command_tag());
         co_await asio::this_coro::throw_if_cancelled(throw_prev);
-        co_return finished(sql, started, std::move(r));
+        co_return finished(sql, started, std::move(*r));
     }
+
+    /// Statements this connection holds prepared on the server (statement cache entries).
+    std::size_t prepared_statements() const noexcept { return cache_.size(); }
 
 private:
     // Reports a finished statement to the observer (if any) and passes its outcome through.
@@ -240,6 +275,88 @@ private:
         bool& b_;
     };
 
+    // ---- statement cache ----------------------------------------------------------------
+
+    // One statement as libpq takes it: NUL-terminated text and n parameter types and values.
+    struct statement
+    {
+        const char* sql;
+        const Oid* types;
+        const char* const* values;
+        int n;
+    };
+
+    // Named statements are used when the cache is on and the session can take a PREPARE (in a
+    // failed transaction the server refuses everything until ROLLBACK anyway).
+    bool use_cache() const noexcept
+    {
+        return cache_.enabled() && transaction_status() != PQTRANS_INERROR;
+    }
+
+    bool send(const statement& st, const statement_cache::entry* named)
+    {
+        if (named)
+            return PQsendQueryPrepared(conn_.get(), named->name.c_str(), st.n, st.values, nullptr,
+                                       nullptr, 0) != 0;
+        return PQsendQueryParams(conn_.get(), st.sql, st.n, st.types, st.values, nullptr, nullptr,
+                                 0) != 0;
+    }
+
+    // A cache miss: frees the statements that left the cache (DEALLOCATE, only outside a
+    // transaction, where its failure cannot abort the caller's work), then prepares this one
+    // under a new name. A failed PREPARE is reported like the statement's own failure.
+    asio::awaitable<expected<const statement_cache::entry*>> prepare(const statement& st,
+                                                                     std::chrono::milliseconds t)
+    {
+        cache_.make_room();
+        if (!cache_.stale().empty() && transaction_status() == PQTRANS_IDLE)
+        {
+            std::string sql;
+            for (const auto& name : cache_.stale())
+                sql += "DEALLOCATE " + name + ";";
+            cache_.clear_stale();
+            if (!PQsendQuery(conn_.get(), sql.c_str()))
+                co_return tl::unexpected(failure_after_libpq_error(errc::query_failed));
+            auto d = co_await finish_statement(t);
+            if (!d && !is_open())
+                co_return tl::unexpected(std::move(d.error()));
+            // Otherwise a failed DEALLOCATE (26000: already gone) changes nothing for us.
+        }
+        auto name = cache_.take_name();
+        if (!PQsendPrepare(conn_.get(), name.c_str(), st.sql, st.n, st.types))
+            co_return tl::unexpected(failure_after_libpq_error(errc::query_failed));
+        auto r = co_await finish_statement(t);
+        if (!r)
+            co_return tl::unexpected(std::move(r.error()));
+        co_return cache_.insert(std::move(name));
+    }
+
+    // A named statement failed because the server no longer has it as prepared: 26000 (a
+    // DEALLOCATE or DISCARD ALL we did not see) or 0A000 ("cached plan must not change result
+    // type" after a table changed). The statement did not run. Forgets it, and says whether to
+    // prepare and send it once more: only when it ran outside a transaction (inside one, the
+    // error has aborted the transaction, and that is the caller's to handle).
+    bool prepare_again(const expected<result>& r, bool idle_before)
+    {
+        if (r || !is_open())
+            return false;
+        const sqlstate& state = r.error().state;
+        if (state == "26000")
+            cache_.forget_all();
+        else if (state == "0A000")
+            cache_.invalidate();
+        else
+            return false;
+        return idle_before && transaction_status() == PQTRANS_IDLE;
+    }
+
+    // DISCARD ALL and DEALLOCATE ALL sent through query() remove our statements too.
+    void forget_if_deallocated(std::string_view tag) noexcept
+    {
+        if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL")
+            cache_.forget_all();
+    }
+
     // ---- deadline -----------------------------------------------------------------------
 
     // The handler runs on the executor of the coroutine that armed the timer (not on the
@@ -276,24 +393,26 @@ private:
 
     // ---- waiting ------------------------------------------------------------------------
 
-    static asio::awaitable<bool> is_cancelled()
+    // Whether the awaiting coroutine was cancelled while no wait was pending (a wait started
+    // afterwards would not see it). Awaited inline: no coroutine frame.
+    static bool cancelled(const asio::cancellation_state& cs) noexcept
     {
-        auto cs = co_await asio::this_coro::cancellation_state;
-        co_return cs.cancelled() != asio::cancellation_type::none;
+        return cs.cancelled() != asio::cancellation_type::none;
     }
 
     // Waits for the socket to become readable or writable. `honour_cancel` is false while
-    // draining after a cancellation: then only our own deadline ends the wait.
+    // draining after a cancellation: then only our own deadline ends the wait. The statement
+    // loop in finish_statement() does the same inline (one coroutine frame less per wait).
     asio::awaitable<wait_result> wait(asio::posix::stream_descriptor::wait_type w,
                                       bool honour_cancel = true)
     {
         if (deadline_->hit)
             co_return wait_result::deadline;
-        if (honour_cancel && co_await is_cancelled())
+        if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
             co_return wait_result::cancelled;
         boost::system::error_code ec;
         if (honour_cancel)
-            std::tie(ec) = co_await socket_.async_wait(w, asio::as_tuple(asio::use_awaitable));
+            std::tie(ec) = co_await socket_.async_wait(w, asio::as_tuple(asio::deferred));
         else
             std::tie(ec) = co_await socket_.async_wait(
                 w, asio::bind_cancellation_slot(asio::cancellation_slot(),
@@ -307,7 +426,7 @@ private:
     {
         if (deadline_->hit)
             co_return wait_result::deadline;
-        if (honour_cancel && co_await is_cancelled())
+        if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
             co_return wait_result::cancelled;
         using sd = asio::posix::stream_descriptor;
         auto [order, ec_read, ec_write] =
@@ -545,7 +664,20 @@ private:
                 collect(std::move(r), ok, err);
                 continue;
             }
-            auto w = co_await wait(sd::wait_read);
+            // wait(sd::wait_read), inline: the deferred async_wait needs no coroutine frame,
+            // so a statement in steady state allocates none beyond Asio's recycled ones.
+            wait_result w = wait_result::deadline;
+            if (!deadline_->hit)
+            {
+                if (cancelled(co_await asio::this_coro::cancellation_state))
+                    w = wait_result::cancelled;
+                else
+                {
+                    auto [ec] =
+                        co_await socket_.async_wait(sd::wait_read, asio::as_tuple(asio::deferred));
+                    w = classify(ec);
+                }
+            }
             if (w == wait_result::ready)
             {
                 if (!PQconsumeInput(c))
@@ -687,7 +819,8 @@ private:
     observer* obs_ = nullptr;                     // receives query events; not owned
     std::chrono::milliseconds slow_threshold_{0}; // on_slow_query from here on; 0 = off
     std::string params_;                          // encoded parameters, reused across statements
-    std::string sql_; // NUL-terminated copy of the statement text, reused
+    std::string sql_;       // NUL-terminated copy of the statement text, reused
+    statement_cache cache_; // named prepared statements (connect_config::statement_cache_size)
     bool busy_ = false;
 };
 
