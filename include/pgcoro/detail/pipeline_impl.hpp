@@ -15,6 +15,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -326,8 +327,8 @@ private:
                 break;
             // Also while nothing is expected: a terminated backend or a restart shows up as
             // readable (FATAL, then EOF), so idle connections notice it at once.
-            auto [ec] = co_await self->socket_.async_wait(sd::wait_read,
-                                                          asio::as_tuple(asio::use_awaitable));
+            auto [ec] =
+                co_await self->socket_.async_wait(sd::wait_read, asio::as_tuple(asio::deferred));
             if (!self->open_)
                 break;
             PGconn* c = self->conn_.native_handle();
@@ -774,7 +775,8 @@ asio::awaitable<expected<result>> pipeline_query(std::shared_ptr<pipeline_state>
     {
         bool throw_prev = co_await asio::this_coro::throw_if_cancelled();
         co_await asio::this_coro::throw_if_cancelled(false);
-        auto [ec] = co_await op.timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        // deferred, not use_awaitable: no coroutine frame for the wait.
+        auto [ec] = co_await op.timer.async_wait(asio::as_tuple(asio::deferred));
         co_await asio::this_coro::throw_if_cancelled(throw_prev);
         if (!op.done)
         {
