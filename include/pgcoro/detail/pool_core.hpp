@@ -130,8 +130,8 @@ public:
         if (needs_validation(*n, now) || unusable(*n, now))
             return nullptr;
         idle_.pop_back();
-        lease_out(n, loc, now);
-        ++totals_.acquired_immediately;
+        lease_out(n, loc, now, false);
+        bump(totals_.acquired_immediately);
         if (obs_)
             notify_acquire(acquire_outcome::immediate, now, loc, {});
         return n;
@@ -249,7 +249,7 @@ public:
         n->state = node_state::idle;
         n->idle_since = now;
         idle_.push_back(n);
-        update_gauges();
+        update_lease_gauges();
         return true;
     }
 
@@ -423,7 +423,9 @@ private:
     using lock_type = std::unique_lock<std::recursive_mutex>;
 
     // Called with mu_ held.
-    void lease_out(pool_node* n, pgcoro::source_location loc, clock::time_point now)
+    // `all_gauges` false: only idle_ changed (the fast path), so only idle and leased move.
+    void lease_out(pool_node* n, pgcoro::source_location loc, clock::time_point now,
+                   bool all_gauges = true)
     {
         n->state = node_state::leased;
         n->leased_at = now;
@@ -431,7 +433,10 @@ private:
         n->leak_reported = false;
         if (obs_)
             n->conn.set_observer(obs_, cfg_.slow_query_threshold);
-        update_gauges();
+        if (all_gauges)
+            update_gauges();
+        else
+            update_lease_gauges();
     }
 
     void report_release(pool_node* n, clock::time_point now)
@@ -767,6 +772,21 @@ private:
         if (!oldest)
             return std::nullopt;
         return oldest->acquired_at;
+    }
+
+    // A counter only written with mu_ held: a plain load and store, not a locked
+    // read-modify-write (stats() reads it relaxed from any thread).
+    static void bump(std::atomic<std::uint64_t>& c) noexcept
+    {
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+
+    // The gauges a transition between idle and leased moves (size, connecting and waiters
+    // stay); with mu_ held.
+    void update_lease_gauges() noexcept
+    {
+        gauges_.idle.store(idle_.size(), std::memory_order_relaxed);
+        gauges_.leased.store(nodes_.size() - idle_.size() - connecting_, std::memory_order_relaxed);
     }
 
     void update_gauges()
