@@ -122,7 +122,7 @@ public:
     // slow path (acquire() on the strand), which also handles closing, waiting and retiring.
     pool_node* try_acquire(pgcoro::source_location loc)
     {
-        lock_type lk(mu_);
+        std::lock_guard lk(mu_); // not unique_lock: its out-of-line lock() costs a call
         if (closed_ || idle_.empty())
             return nullptr;
         pool_node* n = idle_.back();
@@ -240,7 +240,7 @@ public:
     {
         if (broken)
             return false;
-        lock_type lk(mu_);
+        std::lock_guard lk(mu_);
         const auto now = clock::now();
         if (closed_ || !waiters_.empty() || now >= n->retire || !n->conn.is_open() ||
             n->conn.transaction_status() != PQTRANS_IDLE)
