@@ -25,7 +25,6 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -56,27 +55,6 @@ struct notice
 };
 
 namespace asio = boost::asio;
-
-// Whether a statement should try to read its reply before waiting for the socket: worth it
-// while such reads usually find the reply (loopback, a fast LAN), a wasted recv (EAGAIN) when
-// the server is far. A saturating score over the recent outcomes decides; while it says no,
-// every 16th statement still tries, so a connection that gets closer learns it.
-class read_speculation
-{
-public:
-    bool worth_trying() noexcept { return score_ >= 0 || (++skipped_ & 15) == 0; }
-    void record(bool reply_was_there) noexcept
-    {
-        if (reply_was_there)
-            score_ = score_ < 3 ? score_ + 1 : 3;
-        else
-            score_ = score_ > -4 ? score_ - 1 : -4;
-    }
-
-private:
-    int score_ = 0;
-    unsigned skipped_ = 0;
-};
 
 class connection_impl
 {
@@ -676,7 +654,6 @@ private:
 
         std::optional<result> ok;
         std::optional<error> err;
-        bool speculated = false;
         for (;;)
         {
             if (!PQisBusy(c))
@@ -685,22 +662,6 @@ private:
                 if (!r)
                     break;
                 collect(std::move(r), ok, err);
-                continue;
-            }
-            if (!speculated && speculate_.worth_trying())
-            {
-                // Let the other ready coroutines run first (a post: no system call), then
-                // read without waiting. Near the server the reply is often there by then, and
-                // the statement costs a send and a receive, like a blocking client: no
-                // epoll_ctl + epoll_wait (Asio re-arms the descriptor on every async_wait).
-                speculated = true;
-                co_await asio::post(op_ex_, asio::deferred);
-                if (!PQconsumeInput(c))
-                {
-                    disarm();
-                    co_return tl::unexpected(failure_after_read_error(ok, err));
-                }
-                speculate_.record(!PQisBusy(c));
                 continue;
             }
             // wait(sd::wait_read), inline: the deferred async_wait needs no coroutine frame,
@@ -858,9 +819,8 @@ private:
     observer* obs_ = nullptr;                     // receives query events; not owned
     std::chrono::milliseconds slow_threshold_{0}; // on_slow_query from here on; 0 = off
     std::string params_;                          // encoded parameters, reused across statements
-    std::string sql_;            // NUL-terminated copy of the statement text, reused
-    statement_cache cache_;      // named prepared statements (connect_config::statement_cache_size)
-    read_speculation speculate_; // whether to try reading before waiting for readability
+    std::string sql_;       // NUL-terminated copy of the statement text, reused
+    statement_cache cache_; // named prepared statements (connect_config::statement_cache_size)
     bool busy_ = false;
 };
 
