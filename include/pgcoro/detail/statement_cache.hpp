@@ -60,8 +60,9 @@ public:
     {
         key_.assign(sql);
         key_.push_back('\0');
-        key_.append(reinterpret_cast<const char*>(types),
-                    static_cast<std::size_t>(n) * sizeof(Oid));
+        if (n > 0) // types may be null without parameters
+            key_.append(reinterpret_cast<const char*>(types),
+                        static_cast<std::size_t>(n) * sizeof(Oid));
         return key_;
     }
 
