@@ -20,6 +20,11 @@
 namespace pgcoro
 {
 
+namespace detail
+{
+class pipeline_state;
+} // namespace detail
+
 /// Per-call options for connection::query().
 struct query_options
 {
@@ -137,6 +142,7 @@ public:
     PGconn* native_handle() const noexcept { return impl_->native_handle(); }
 
 private:
+    friend class detail::pipeline_state; // takes over the session's statement cache
     std::unique_ptr<detail::connection_impl> impl_;
 };
 

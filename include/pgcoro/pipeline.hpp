@@ -154,6 +154,14 @@ public:
     int backend_pid() const noexcept { return st_ ? st_->backend_pid() : 0; }
     /// Statements sent whose callers are still waiting for them.
     std::size_t pending() const noexcept { return st_ ? st_->pending() : 0; }
+    /// Entries queued on the connection (statements sent and not yet answered, and Syncs).
+    std::size_t queued() const noexcept { return st_ ? st_->queued() : 0; }
+    /// Named prepared statements the session holds (connect_config::statement_cache_size;
+    /// the cache does not evict here: statements beyond its capacity run unnamed).
+    std::size_t prepared_statements() const noexcept
+    {
+        return st_ ? st_->prepared_statements() : 0;
+    }
     /// The executor every caller must run on.
     executor_type get_executor() const noexcept
     {
@@ -226,15 +234,28 @@ struct pipeline_group_state : std::enable_shared_from_this<pipeline_group_state>
         co_return expected<void>{};
     }
 
-    // The next open member, round-robin; starts reconnecting the closed ones it passes.
+    // The open member with the shortest queue (the first of equals, round-robin from
+    // `next`); starts reconnecting the closed ones it passes. Least-loaded rather than plain
+    // round-robin so that the coroutines a completed segment resumes send their next
+    // statements together to the member that just went idle, one batch behind one Sync,
+    // instead of one statement (and one Sync, one send) to each member.
     pipelined_connection* pick()
     {
         const std::size_t n = members.size();
+        pipelined_connection* best = nullptr;
+        std::size_t best_i = 0;
         for (std::size_t k = 0; k < n; ++k)
         {
-            const std::size_t i = next++ % n;
+            const std::size_t i = (next + k) % n;
             if (members[i] && members[i]->is_open())
-                return &*members[i];
+            {
+                if (!best || members[i]->queued() < best->queued())
+                {
+                    best = &*members[i];
+                    best_i = i;
+                }
+                continue;
+            }
             if (!closed && !connecting[i] && std::chrono::steady_clock::now() >= retry_after[i])
             {
                 connecting[i] = 1; // before the spawn: pick() must not start a second one
@@ -242,7 +263,9 @@ struct pipeline_group_state : std::enable_shared_from_this<pipeline_group_state>
                                       boost::asio::detached);
             }
         }
-        return nullptr;
+        if (best)
+            next = best_i + 1;
+        return best;
     }
 };
 
@@ -253,11 +276,11 @@ inline boost::asio::awaitable<expected<result>> pipeline_group_down()
 }
 } // namespace detail
 
-/// N pipelined connections used round-robin, for spreading pipelined statements over several
-/// server processes. A member that breaks is reconnected in the background (at most one
-/// attempt per member at a time, then reconnect_delay after a failure) while the others
-/// carry the load. Same rules as pipelined_connection: independent statements only, all
-/// callers on the group's executor.
+/// N pipelined connections, for spreading pipelined statements over several server processes:
+/// each statement goes to the member with the shortest queue (round-robin among equals). A member
+/// that breaks is reconnected in the background (at most one attempt per member at a time, then
+/// reconnect_delay after a failure) while the others carry the load. Same rules as
+/// pipelined_connection: independent statements only, all callers on the group's executor.
 class pipeline_group
 {
 public:

@@ -28,10 +28,12 @@ using clock_type = std::chrono::steady_clock;
 namespace
 {
 
-pgcoro::connect_config app(const std::string& name)
+// `cache`: connect_config::statement_cache_size (0: unnamed statements).
+pgcoro::connect_config app(const std::string& name, std::size_t cache = 0)
 {
     auto c = test_server::get().tcp();
     c.application_name = name;
+    c.statement_cache_size = cache;
     c.connect_timeout = 5s;
     c.cancel_timeout = 3s;
     return c;
@@ -56,14 +58,16 @@ asio::awaitable<bool> wait_until(const std::function<bool()>& done, std::chrono:
     co_return true;
 }
 
-asio::awaitable<pgcoro::expected<pgcoro::pipelined_connection>>
-open_pipe(const std::string& name, std::size_t per_sync = 64, bool resend = true)
+asio::awaitable<pgcoro::expected<pgcoro::pipelined_connection>> open_pipe(const std::string& name,
+                                                                          std::size_t per_sync = 64,
+                                                                          bool resend = true,
+                                                                          std::size_t cache = 0)
 {
     pgcoro::pipeline_config p;
     p.statements_per_sync = per_sync;
     p.resend_rolled_back = resend;
     co_return co_await pgcoro::open_pipelined_connection(co_await asio::this_coro::executor,
-                                                         app(name), p);
+                                                         app(name, cache), p);
 }
 
 using outcome = std::optional<pgcoro::expected<pgcoro::result>>;
@@ -91,15 +95,15 @@ bool all_done(const std::vector<outcome>& v)
 
 // 100 coroutines x 100 statements with distinct parameters on one pipelined connection: each
 // result must come back to the coroutine that asked for it.
-void hundred_by_hundred(std::size_t per_sync)
+void hundred_by_hundred(std::size_t per_sync, std::size_t cache = 0)
 {
     asio::io_context io;
     run(
         io,
-        [per_sync]() -> asio::awaitable<void>
+        [per_sync, cache]() -> asio::awaitable<void>
         {
             auto ex = co_await asio::this_coro::executor;
-            auto pc = co_await open_pipe("pgcoro-pipe-100", per_sync);
+            auto pc = co_await open_pipe("pgcoro-pipe-100", per_sync, true, cache);
             PGCORO_CO_ASSERT(pc.has_value());
             const int pid = pc->backend_pid();
             PGCORO_CO_ASSERT(pid != 0);
@@ -142,6 +146,8 @@ void hundred_by_hundred(std::size_t per_sync)
             PGCORO_CO_ASSERT(r.has_value());
             EXPECT_EQ(r->get<int>(0, 0).value_or(0), pid);
             EXPECT_EQ(pc->pending(), 0u);
+            // With the statement cache: the two statements, prepared once each.
+            EXPECT_EQ(pc->prepared_statements(), cache > 0 ? 2u : 0u);
         }(),
         90s);
 }
@@ -158,18 +164,24 @@ TEST(PipelineSyncEach, HundredCoroutinesHundredStatementsEach)
     hundred_by_hundred(1);
 }
 
+TEST(PipelineCached, HundredCoroutinesHundredStatementsEach)
+{
+    hundred_by_hundred(64, 8);
+}
+
 namespace
 {
 // One coroutine's failing statement fails only that statement: with a Sync per statement by
 // construction, with batched Syncs because the others of its segment are sent again.
-void error_isolation(std::size_t per_sync)
+// With the statement cache the syntax error is the PREPARE's, reported as the statement's own.
+void error_isolation(std::size_t per_sync, std::size_t cache = 0)
 {
     asio::io_context io;
     run(io,
-        [per_sync]() -> asio::awaitable<void>
+        [per_sync, cache]() -> asio::awaitable<void>
         {
             auto ex = co_await asio::this_coro::executor;
-            auto pc = co_await open_pipe("pgcoro-pipe-iso", per_sync);
+            auto pc = co_await open_pipe("pgcoro-pipe-iso", per_sync, true, cache);
             PGCORO_CO_ASSERT(pc.has_value());
             constexpr int coroutines = 100, per = 20;
             int ok = 0, other_failures = 0, finished = 0;
@@ -229,6 +241,11 @@ TEST(PipelineSyncEach, ErrorIsolation)
     error_isolation(1);
 }
 
+TEST(PipelineCached, ErrorIsolation)
+{
+    error_isolation(64, 8);
+}
+
 // A Sync per statement: each statement is its own implicit transaction, so the writes of the
 // others commit although one statement sent together with them failed.
 TEST(PipelineSyncEach, EachStatementCommitsOnItsOwn)
@@ -264,11 +281,11 @@ TEST(PipelineSyncEach, EachStatementCommitsOnItsOwn)
 namespace
 {
 // Ten INSERTs queued in the same turn of the event loop share one Sync; the fifth fails.
-void segment_with_a_failure(bool resend)
+void segment_with_a_failure(bool resend, std::size_t cache = 0)
 {
     asio::io_context io;
     run(io,
-        [](bool resend) -> asio::awaitable<void>
+        [](bool resend, std::size_t cache) -> asio::awaitable<void>
         {
             auto ex = co_await asio::this_coro::executor;
             auto side = co_await pgcoro::open_connection(ex, app("pgcoro-pipe-side"));
@@ -276,7 +293,7 @@ void segment_with_a_failure(bool resend)
             (void)co_await side->query("DROP TABLE IF EXISTS pipe_batch");
             PGCORO_CO_ASSERT(
                 (co_await side->query("CREATE TABLE pipe_batch (id int PRIMARY KEY)")).has_value());
-            auto pc = co_await open_pipe("pgcoro-pipe-batch", 64, resend);
+            auto pc = co_await open_pipe("pgcoro-pipe-batch", 64, resend, cache);
             PGCORO_CO_ASSERT(pc.has_value());
             std::vector<outcome> out(10);
             for (int i = 0; i < 10; ++i)
@@ -312,7 +329,7 @@ void segment_with_a_failure(bool resend)
             PGCORO_CO_ASSERT(again.has_value());
             EXPECT_EQ(again->get<int>(0, 0).value_or(-1), 42);
             (void)co_await side->query("DROP TABLE pipe_batch");
-        }(resend));
+        }(resend, cache));
 }
 } // namespace
 
@@ -329,6 +346,17 @@ TEST(Pipeline, FailureInASegmentFailsOnlyItsStatement)
 TEST(PipelineNoResend, ErrorAbortsItsSegment)
 {
     segment_with_a_failure(false);
+}
+
+// The same with named statements: the first INSERT's PREPARE shares the segment.
+TEST(PipelineCached, FailureInASegmentFailsOnlyItsStatement)
+{
+    segment_with_a_failure(true, 8);
+}
+
+TEST(PipelineCachedNoResend, ErrorAbortsItsSegment)
+{
+    segment_with_a_failure(false, 8);
 }
 
 // A statement whose deadline passes completes with `timeout` at once; it is cancelled on the
@@ -597,5 +625,243 @@ TEST(PipelineGroup, RoundRobinAndReconnect)
             EXPECT_TRUE(co_await wait_until([&] { return g.open_count() == 3; }, 5s));
             auto r = co_await g.query("SELECT pg_backend_pid()");
             PGCORO_CO_ASSERT(r.has_value());
+        }());
+}
+
+// ---- the statement cache on a pipelined connection -------------------------------------------
+
+namespace
+{
+// This session's pgcoro statements on the server and how often they ran (generic + custom
+// plans), the counting query itself left out (it is cached too).
+struct server_statements
+{
+    std::int64_t count = -1;
+    std::int64_t executions = -1;
+};
+
+asio::awaitable<server_statements> statements_on_server(pgcoro::pipelined_connection& pc)
+{
+    auto r =
+        co_await pc.query("SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::int8 "
+                          "FROM pg_prepared_statements "
+                          "WHERE name LIKE 'pgcoro\\_%' AND statement NOT LIKE '%pg_prepared%'");
+    if (!r)
+    {
+        ADD_FAILURE() << r.error();
+        co_return server_statements{};
+    }
+    co_return server_statements{r->get<std::int64_t>(0, 0).value_or(-1),
+                                r->get<std::int64_t>(0, 1).value_or(-1)};
+}
+} // namespace
+
+// Concurrent callers of one statement share one named prepared statement: it is prepared once
+// (in the first caller's segment) and every call runs it (Bind/Execute, no Parse).
+TEST(PipelineCached, ConcurrentCallersShareOnePreparedStatement)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto ex = co_await asio::this_coro::executor;
+            auto pc = co_await open_pipe("pgcoro-pipe-cache", 64, true, 8);
+            PGCORO_CO_ASSERT(pc.has_value());
+            constexpr int coroutines = 50, per = 20;
+            int ok = 0, finished = 0;
+            for (int k = 0; k < coroutines; ++k)
+                asio::co_spawn(
+                    ex,
+                    [&, k]() -> asio::awaitable<void>
+                    {
+                        for (int q = 0; q < per; ++q)
+                        {
+                            auto r = co_await pc->query("SELECT $1::int * 2", k * 100 + q);
+                            ok += r && r->get<int>(0, 0).value_or(-1) == 2 * (k * 100 + q);
+                        }
+                        ++finished;
+                    },
+                    asio::detached);
+            EXPECT_TRUE(co_await wait_until([&] { return finished == coroutines; }, 30s));
+            EXPECT_EQ(ok, coroutines * per);
+            EXPECT_EQ(pc->prepared_statements(), 1u);
+            auto s = co_await statements_on_server(*pc);
+            EXPECT_EQ(s.count, 1);
+            EXPECT_EQ(s.executions, coroutines * per);
+        }());
+}
+
+// A PREPARE that fails (a syntax error) is the statement's own error, every time; the
+// statements sent with it are not affected, and the cache keeps nothing for it.
+TEST(PipelineCached, FailedPrepareIsTheStatementsError)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto ex = co_await asio::this_coro::executor;
+            auto pc = co_await open_pipe("pgcoro-pipe-cache-bad", 64, true, 8);
+            PGCORO_CO_ASSERT(pc.has_value());
+            for (int round = 0; round < 2; ++round)
+            {
+                std::vector<outcome> out(10);
+                for (int i = 0; i < 10; ++i)
+                    spawn_query(ex,
+                                i == 3 ? pc->query("SELEC $1::int", i)
+                                       : pc->query("SELECT $1::int + 1", i),
+                                out[i]);
+                EXPECT_TRUE(co_await wait_until([&] { return all_done(out); }, 10s));
+                PGCORO_CO_ASSERT(all_done(out));
+                for (int i = 0; i < 10; ++i)
+                {
+                    if (i == 3)
+                    {
+                        PGCORO_CO_ASSERT(!out[i]->has_value());
+                        EXPECT_EQ(out[i]->error().state, "42601") << out[i]->error();
+                        continue;
+                    }
+                    EXPECT_TRUE(out[i]->has_value())
+                        << round << "/" << i << ": " << out[i]->error();
+                    PGCORO_CO_ASSERT(out[i]->has_value());
+                    EXPECT_EQ((*out[i])->get<int>(0, 0).value_or(-1), i + 1);
+                }
+            }
+            EXPECT_EQ(pc->prepared_statements(), 1u);
+            auto s = co_await statements_on_server(*pc);
+            EXPECT_EQ(s.count, 1);
+        }());
+}
+
+// A full cache does not evict on a pipelined connection: the statements beyond its capacity
+// run unnamed, and the server holds exactly what the cache holds.
+TEST(PipelineCached, FullCacheRunsTheRestUnnamed)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto pc = co_await open_pipe("pgcoro-pipe-cache-full", 64, true, 2);
+            PGCORO_CO_ASSERT(pc.has_value());
+            const char* sql[] = {"SELECT $1::int + 1", "SELECT $1::int + 2", "SELECT $1::int + 3",
+                                 "SELECT $1::int + 4"};
+            for (int round = 0; round < 2; ++round)
+                for (int i = 0; i < 4; ++i)
+                {
+                    auto r = co_await pc->query(sql[i], 10);
+                    EXPECT_TRUE(r.has_value()) << r.error();
+                    PGCORO_CO_ASSERT(r.has_value());
+                    EXPECT_EQ(r->get<int>(0, 0).value_or(-1), 11 + i);
+                }
+            EXPECT_EQ(pc->prepared_statements(), 2u);
+            // The counting query is the third distinct statement: it runs unnamed too.
+            auto s = co_await statements_on_server(*pc);
+            EXPECT_EQ(s.count, 2);
+            EXPECT_EQ(s.executions, 4);
+        }());
+}
+
+// After ALTER TABLE the named statement's plan no longer fits ("cached plan must not change
+// result type", 0A000): it is prepared anew and sent again, and the caller sees the new row.
+TEST(PipelineCached, ChangedTableIsPreparedAgain)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto ex = co_await asio::this_coro::executor;
+            auto side = co_await pgcoro::open_connection(ex, app("pgcoro-pipe-side"));
+            PGCORO_CO_ASSERT(side.has_value());
+            (void)co_await side->query("DROP TABLE IF EXISTS pipe_cache_t");
+            PGCORO_CO_ASSERT(
+                (co_await side->query("CREATE TABLE pipe_cache_t (a int)")).has_value());
+            PGCORO_CO_ASSERT(
+                (co_await side->query("INSERT INTO pipe_cache_t VALUES (1)")).has_value());
+            auto pc = co_await open_pipe("pgcoro-pipe-cache-alter", 64, true, 8);
+            PGCORO_CO_ASSERT(pc.has_value());
+            for (int i = 0; i < 2; ++i)
+            {
+                auto r = co_await pc->query("SELECT * FROM pipe_cache_t");
+                EXPECT_TRUE(r.has_value()) << r.error();
+                PGCORO_CO_ASSERT(r.has_value());
+                EXPECT_EQ(r->columns(), 1u);
+            }
+            PGCORO_CO_ASSERT(
+                (co_await side->query("ALTER TABLE pipe_cache_t ADD COLUMN b int DEFAULT 7"))
+                    .has_value());
+            auto r = co_await pc->query("SELECT * FROM pipe_cache_t");
+            EXPECT_TRUE(r.has_value()) << r.error();
+            PGCORO_CO_ASSERT(r.has_value());
+            EXPECT_EQ(r->columns(), 2u);
+            EXPECT_EQ(r->get<int>(0, 1).value_or(-1), 7);
+            EXPECT_EQ(pc->prepared_statements(), 1u);
+            (void)co_await side->query("DROP TABLE pipe_cache_t");
+        }());
+}
+
+// DEALLOCATE ALL through the pipeline empties the cache; a named statement queued behind it
+// in the same segment finds its statement gone (26000), is prepared anew and sent again.
+TEST(PipelineCached, DeallocateAllIsRecoveredFrom)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto ex = co_await asio::this_coro::executor;
+            auto pc = co_await open_pipe("pgcoro-pipe-cache-dealloc", 64, true, 8);
+            PGCORO_CO_ASSERT(pc.has_value());
+            auto first = co_await pc->query("SELECT $1::int * 3", 1);
+            EXPECT_TRUE(first.has_value()) << first.error();
+            PGCORO_CO_ASSERT(first.has_value());
+            EXPECT_EQ(pc->prepared_statements(), 1u);
+            std::vector<outcome> out(2);
+            spawn_query(ex, pc->query("DEALLOCATE ALL"), out[0]);
+            spawn_query(ex, pc->query("SELECT $1::int * 3", 5), out[1]);
+            EXPECT_TRUE(co_await wait_until([&] { return all_done(out); }, 10s));
+            PGCORO_CO_ASSERT(all_done(out));
+            EXPECT_TRUE(out[0]->has_value()) << out[0]->error();
+            EXPECT_TRUE(out[1]->has_value()) << out[1]->error();
+            PGCORO_CO_ASSERT(out[1]->has_value());
+            EXPECT_EQ((*out[1])->get<int>(0, 0).value_or(-1), 15);
+            auto again = co_await pc->query("SELECT $1::int * 3", 7);
+            EXPECT_TRUE(again.has_value()) << again.error();
+            PGCORO_CO_ASSERT(again.has_value());
+            EXPECT_EQ(again->get<int>(0, 0).value_or(-1), 21);
+            EXPECT_EQ(pc->prepared_statements(), 1u);
+            auto s = co_await statements_on_server(*pc);
+            EXPECT_EQ(s.count, 1);
+        }());
+}
+
+// A connection's cached statements carry over when it is adopted for pipelining: the same
+// statement runs under its name, and new ones take new names (no 42P05).
+TEST(PipelineCached, AdoptedConnectionKeepsItsStatements)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto ex = co_await asio::this_coro::executor;
+            auto c = co_await pgcoro::open_connection(ex, app("pgcoro-pipe-cache-adopt", 8));
+            PGCORO_CO_ASSERT(c.has_value());
+            auto r = co_await c->query("SELECT $1::int + 100", 1);
+            EXPECT_TRUE(r.has_value()) << r.error();
+            PGCORO_CO_ASSERT(r.has_value());
+            EXPECT_EQ(c->prepared_statements(), 1u);
+            auto pc = pgcoro::pipelined_connection::adopt(std::move(*c));
+            EXPECT_TRUE(pc.has_value()) << pc.error();
+            PGCORO_CO_ASSERT(pc.has_value());
+            EXPECT_EQ(pc->prepared_statements(), 1u);
+            auto same = co_await pc->query("SELECT $1::int + 100", 2);
+            EXPECT_TRUE(same.has_value()) << same.error();
+            PGCORO_CO_ASSERT(same.has_value());
+            EXPECT_EQ(same->get<int>(0, 0).value_or(-1), 102);
+            auto other = co_await pc->query("SELECT $1::int + 200", 2);
+            EXPECT_TRUE(other.has_value()) << other.error();
+            PGCORO_CO_ASSERT(other.has_value());
+            EXPECT_EQ(other->get<int>(0, 0).value_or(-1), 202);
+            EXPECT_EQ(pc->prepared_statements(), 2u);
+            auto s = co_await statements_on_server(*pc);
+            EXPECT_EQ(s.count, 2);
+            EXPECT_EQ(s.executions, 3);
         }());
 }

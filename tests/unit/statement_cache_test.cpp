@@ -92,3 +92,60 @@ TEST(StatementCache, NamesAreNeverReusedEvenAfterForgetAll)
     use(c, "a", std::array<Oid, 0>{});
     EXPECT_EQ(c.find()->name, "pgcoro_3");
 }
+
+// drop(): the pipelined connection's way to forget one entry by id, with (its PREPARE ran) or
+// without (it failed or was skipped) a name to deallocate.
+TEST(StatementCache, DropById)
+{
+    statement_cache c(8);
+    use(c, "SELECT 1", std::array<Oid, 0>{});
+    use(c, "SELECT 2", std::array<Oid, 0>{});
+    c.make_key("SELECT 1", nullptr, 0);
+    const auto* one = c.find();
+    ASSERT_NE(one, nullptr);
+    const auto id1 = one->id;
+    c.make_key("SELECT 2", nullptr, 0);
+    const auto id2 = c.find()->id;
+    EXPECT_NE(id1, id2);
+    EXPECT_TRUE(c.holds(id1));
+    c.drop(id1, false);
+    EXPECT_FALSE(c.holds(id1));
+    EXPECT_TRUE(c.stale().empty()); // never prepared on the server: nothing to deallocate
+    c.make_key("SELECT 1", nullptr, 0);
+    EXPECT_EQ(c.find(), nullptr);
+    c.drop(id2, true);
+    ASSERT_EQ(c.stale().size(), 1u);
+    EXPECT_EQ(c.stale()[0], "pgcoro_2");
+    EXPECT_EQ(c.size(), 0u);
+    c.drop(id2, true); // gone already: no-op
+    EXPECT_EQ(c.stale().size(), 1u);
+}
+
+// forget_all_but(): DEALLOCATE ALL removed every statement except those prepared after it.
+TEST(StatementCache, ForgetAllButKeepsTheGivenEntries)
+{
+    statement_cache c(8);
+    use(c, "SELECT 1", std::array<Oid, 0>{});
+    use(c, "SELECT 2", std::array<Oid, 0>{});
+    use(c, "SELECT 3", std::array<Oid, 0>{});
+    c.make_key("SELECT 3", nullptr, 0);
+    const auto keep = c.find()->id;
+    EXPECT_FALSE(c.full());
+    c.forget_all_but({keep});
+    EXPECT_EQ(c.size(), 1u);
+    EXPECT_TRUE(c.holds(keep));
+    c.make_key("SELECT 1", nullptr, 0);
+    EXPECT_EQ(c.find(), nullptr);
+    c.make_key("SELECT 3", nullptr, 0);
+    EXPECT_NE(c.find(), nullptr);
+    EXPECT_TRUE(c.stale().empty());
+}
+
+TEST(StatementCache, FullAtCapacity)
+{
+    statement_cache c(2);
+    use(c, "SELECT 1", std::array<Oid, 0>{});
+    EXPECT_FALSE(c.full());
+    use(c, "SELECT 2", std::array<Oid, 0>{});
+    EXPECT_TRUE(c.full());
+}

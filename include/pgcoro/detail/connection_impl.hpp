@@ -230,6 +230,8 @@ public:
 
     /// Statements this connection holds prepared on the server (statement cache entries).
     std::size_t prepared_statements() const noexcept { return cache_.size(); }
+    /// The session's statement cache (a pipelined connection that adopts this one uses it).
+    statement_cache& statements() noexcept { return cache_; }
 
 private:
     // Reports a finished statement to the observer (if any) and passes its outcome through.

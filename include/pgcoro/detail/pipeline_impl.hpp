@@ -8,6 +8,7 @@
 #include <pgcoro/detail/param_pack.hpp>
 #include <pgcoro/detail/pq_error.hpp>
 #include <pgcoro/detail/pq_handles.hpp>
+#include <pgcoro/detail/statement_cache.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/result.hpp>
 
@@ -74,6 +75,7 @@ struct pipeline_op
     std::optional<expected<result>> outcome; // may be filled before delivery (batched syncs)
     std::uint64_t seq = 0;                   // its slot (changes when it is resent)
     bool done = false;                       // delivered: the waiter may return `outcome`
+    bool reprepared = false;                 // sent again once for a 26000 / 0A000 already
 
 protected:
     ~pipeline_op() = default;
@@ -84,20 +86,25 @@ class pipeline_state : public std::enable_shared_from_this<pipeline_state>
     using clock = std::chrono::steady_clock;
     static constexpr std::uint64_t no_seq = std::numeric_limits<std::uint64_t>::max();
 
-    // One entry of libpq's command queue, in the same order: a statement or a Sync.
+    // One entry of libpq's command queue, in the same order: a statement, the PREPARE of a
+    // statement cache entry (always right before the statement it serves), or a Sync.
     enum class slot_kind : unsigned char
     {
         statement,
+        prepare,
         sync,
     };
     struct slot
     {
         std::uint64_t seq = 0;
         slot_kind kind = slot_kind::statement;
-        bool abandoned = false;    // the waiter left (timeout, cancellation): discard the results
-        bool failed = false;       // the statement failed or was skipped (PIPELINE_ABORTED)
-        bool aborted = false;      // skipped: PIPELINE_ABORTED
-        bool stray_cancel = false; // 57014 from a cancel meant for an earlier statement
+        bool abandoned = false;      // the waiter left (timeout, cancellation): discard the results
+        bool failed = false;         // the statement failed or was skipped (PIPELINE_ABORTED)
+        bool aborted = false;        // skipped: PIPELINE_ABORTED
+        bool stray_cancel = false;   // 57014 from a cancel meant for an earlier statement
+        bool prepare_failed = false; // its PREPARE failed: op->outcome holds that error
+        bool reprepare = false;      // its named statement was gone (26000) or outdated (0A000)
+        std::uint64_t named = 0;     // statement_cache entry id it prepares / runs; 0 = unnamed
         pipeline_op* op = nullptr;
         std::chrono::milliseconds budget{0}; // abandoned: run time allowed before a cancel
     };
@@ -154,6 +161,11 @@ public:
         return n;
     }
     const pipeline_settings& settings() const noexcept { return settings_; }
+    // Entries in libpq's command queue (statements, abandoned ones included, and Syncs): the
+    // load a pipeline_group balances on, in O(1).
+    std::size_t queued() const noexcept { return slots_.size(); }
+    // Named prepared statements the session holds (connect_config::statement_cache_size).
+    std::size_t prepared_statements() const noexcept { return conn_.impl_->statements().size(); }
 
     // Closes the connection; every statement not yet delivered completes with `why`.
     void close(const error& why) noexcept
@@ -191,18 +203,46 @@ public:
             return tl::unexpected(std::move(enc.error()));
         sql_.assign(sql);
         PGconn* c = conn_.native_handle();
-        if (!PQsendQueryParams(c, sql_.c_str(), enc->count(), enc->types.data(), enc->values.data(),
-                               nullptr, nullptr, 0))
+        const int n = enc->count();
+        const Oid* types = enc->types.data();
+        const statement_cache::entry* named = nullptr;
+        std::uint64_t prepared = 0; // the entry prepared just now, in this call
+        if (statement_cache& cache = conn_.impl_->statements(); cache.enabled())
         {
-            error e(errc::query_failed, conn_message(c));
-            if (PQstatus(c) != CONNECTION_OK)
+            // Named statements: Bind/Execute only, no Parse and plan per statement. A miss is
+            // prepared in the same segment, right before it; a full cache does not evict (a
+            // DEALLOCATE in the pipeline could fail the caller's segment): the statements
+            // beyond its capacity run unnamed.
+            cache.make_key(sql, types, n);
+            named = cache.find();
+            if (!named && !cache.full())
             {
-                e.code = make_error_code(errc::connection_lost);
-                close(e);
+                auto name = cache.take_name();
+                if (!PQsendPrepare(c, name.c_str(), sql_.c_str(), n, types))
+                    return send_failed(c);
+                named = cache.insert(std::move(name));
+                prepared = named->id;
+                find(push(slot_kind::prepare, nullptr))->named = prepared;
             }
-            return tl::unexpected(std::move(e));
+        }
+        const bool sent = named ? PQsendQueryPrepared(c, named->name.c_str(), n, enc->values.data(),
+                                                      nullptr, nullptr, 0)
+                                : PQsendQueryParams(c, sql_.c_str(), n, types, enc->values.data(),
+                                                    nullptr, nullptr, 0);
+        if (!sent)
+        {
+            if (prepared)
+            {
+                // A PREPARE without its statement would put the queue out of step.
+                error e(errc::connection_lost, conn_message(c));
+                close(e);
+                return tl::unexpected(std::move(e));
+            }
+            return send_failed(c);
         }
         op.seq = push(slot_kind::statement, &op);
+        if (named)
+            find(op.seq)->named = named->id;
         if (alone || ++unsynced_ >= settings_.statements_per_sync)
             sync_now();
         else if (!sync_posted_)
@@ -219,6 +259,18 @@ public:
                        });
         }
         return {};
+    }
+
+    // A PQsend* call refused: the statement's error; closes the connection if it broke.
+    expected<void> send_failed(PGconn* c)
+    {
+        error e(errc::query_failed, conn_message(c));
+        if (PQstatus(c) != CONNECTION_OK)
+        {
+            e.code = make_error_code(errc::connection_lost);
+            close(e);
+        }
+        return tl::unexpected(std::move(e));
     }
 
     // The waiter of statement `seq` left (timeout or cancellation): its results will be
@@ -366,13 +418,72 @@ private:
             if (!r)
             {
                 // The statement's results are complete; the next slot is the server's now.
-                if (s.op && !s.op->outcome)
+                if (s.kind == slot_kind::statement && s.op && !s.op->outcome)
                     s.op->outcome = fail(errc::protocol_error, "statement returned no result");
                 ++cursor_;
                 head_changed();
                 continue;
             }
-            take(s, std::move(r));
+            if (s.kind == slot_kind::prepare)
+                take_prepare(s, std::move(r));
+            else
+                take(s, std::move(r));
+        }
+    }
+
+    statement_cache& cache() noexcept { return conn_.impl_->statements(); }
+
+    // The session's prepared statements were removed (DEALLOCATE ALL, or 26000 after one we
+    // did not see) by the statement at the head: the cache forgets them, except those whose
+    // PREPARE is queued behind it and so comes after the removal.
+    void forget_prepared()
+    {
+        keep_.clear();
+        for (std::size_t k = cursor_ + 1; k < slots_.size(); ++k)
+            if (slots_[k].kind == slot_kind::prepare)
+                keep_.push_back(slots_[k].named);
+        cache().forget_all_but(keep_);
+    }
+
+    // The result of a statement cache entry's PREPARE. If it failed, the statement it serves
+    // (the next slot) fails with its error, not as "not run", and the entry is forgotten; if it
+    // was skipped (an earlier statement of the segment failed), the entry is forgotten too and
+    // the statement, skipped as well, is sent again and prepared anew.
+    void take_prepare(slot& s, pgresult_ptr r)
+    {
+        PGconn* c = conn_.native_handle();
+        switch (PQresultStatus(r.get()))
+        {
+        case PGRES_COMMAND_OK:
+            return;
+        case PGRES_PIPELINE_ABORTED:
+            s.failed = true;
+            s.aborted = true;
+            cache().drop(s.named, false);
+            return;
+        case PGRES_FATAL_ERROR:
+        case PGRES_NONFATAL_ERROR:
+        case PGRES_BAD_RESPONSE:
+        {
+            error e = result_error(r.get(), c);
+            s.failed = true;
+            cache().drop(s.named, false);
+            slot& stmt = slots_[cursor_ + 1]; // submit() queues the statement right after
+            if (e.is(errc::connection_lost))
+            {
+                if (stmt.op)
+                    deliver(stmt, tl::unexpected(e));
+                close(error(errc::connection_lost, "pipelined connection lost: " + e.message));
+                return;
+            }
+            stmt.prepare_failed = true;
+            if (stmt.op)
+                stmt.op->outcome = tl::unexpected(std::move(e));
+            return;
+        }
+        default:
+            unexpected_result(r.get(), "the result of a PREPARE");
+            return;
         }
     }
 
@@ -389,11 +500,15 @@ private:
                 refuse_transaction(s);
                 return;
             }
+            if (forgets_statements(r.get()))
+                forget_prepared();
             if (s.op && !s.failed)
                 s.op->outcome.emplace(result(std::move(r)));
             return;
         case PGRES_PIPELINE_ABORTED:
             s.failed = true;
+            if (s.prepare_failed)
+                return; // the outcome is the PREPARE's error (take_prepare)
             s.aborted = true;
             if (s.op)
                 s.op->outcome = fail(errc::query_failed,
@@ -405,6 +520,17 @@ private:
         case PGRES_BAD_RESPONSE:
         {
             error e = result_error(r.get(), c); // connection_lost for FATAL/PANIC
+            if (s.named && (e.state == "26000" || e.state == "0A000"))
+            {
+                // The named statement is gone (a DEALLOCATE we did not see) or its plan no
+                // longer fits (a table changed: "cached plan must not change result type").
+                // It did not run: prepared anew, it is sent again (resend_rolled_back).
+                if (e.state == "0A000")
+                    cache().drop(s.named, true);
+                else if (cache().holds(s.named))
+                    forget_prepared(); // else its PREPARE failed, and it is known to be gone
+                s.reprepare = s.op && !s.op->reprepared; // once: a real 0A000 would repeat
+            }
             if (e.state == "57014" && cancel_unconsumed_)
             {
                 cancel_unconsumed_ = false;
@@ -445,6 +571,14 @@ private:
         const char* tag = PQcmdStatus(r);
         return tag &&
                (std::strcmp(tag, "BEGIN") == 0 || std::strcmp(tag, "START TRANSACTION") == 0);
+    }
+
+    // DEALLOCATE ALL (or DISCARD ALL) removed the session's prepared statements.
+    static bool forgets_statements(PGresult* r) noexcept
+    {
+        const char* tag = PQcmdStatus(r);
+        return tag &&
+               (std::strcmp(tag, "DEALLOCATE ALL") == 0 || std::strcmp(tag, "DISCARD ALL") == 0);
     }
 
     // Closing the session rolls the transaction back, with everything sent after it.
@@ -498,9 +632,10 @@ private:
                 continue;
             if (in_tx)
                 s.op->outcome = fail(errc::invalid_argument, refused_transaction_text);
-            else if (settings_.resend_rolled_back &&
-                     (s.stray_cancel || (segment_failed && (s.aborted || !s.failed))))
+            else if (settings_.resend_rolled_back && (s.stray_cancel || s.reprepare ||
+                                                      (segment_failed && (s.aborted || !s.failed))))
             {
+                s.op->reprepared = s.op->reprepared || s.reprepare;
                 resend_.push_back(s.op);
                 s.op = nullptr;
                 continue;
@@ -709,6 +844,7 @@ private:
     std::string params_;               // encoded parameters, reused (submit is synchronous)
     std::string sql_;                  // NUL-terminated statement text, reused
     std::vector<pipeline_op*> resend_; // finish_segment(): statements to send again, reused
+    std::vector<std::uint64_t> keep_;  // forget_prepared(): cache entries still being prepared
 };
 
 // A statement of query(): lives in the awaiting coroutine's frame with its parameters, so it

@@ -4,9 +4,9 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <iterator>
 #include <list>
@@ -31,6 +31,7 @@ public:
     {
         std::string key;
         std::string name; // NUL-terminated for libpq
+        std::uint64_t id; // unique in the session, for drop()
     };
 
     explicit statement_cache(std::size_t capacity = 0) : capacity_(capacity) {}
@@ -38,6 +39,7 @@ public:
     std::size_t capacity() const noexcept { return capacity_; }
     bool enabled() const noexcept { return capacity_ > 0; }
     std::size_t size() const noexcept { return lru_.size(); }
+    bool full() const noexcept { return lru_.size() >= capacity_; }
 
     // Sets the capacity and forgets every statement (called for a new session).
     void reset(std::size_t capacity)
@@ -96,7 +98,7 @@ public:
     // Records that `name` now holds the statement of the last make_key().
     const entry* insert(std::string name)
     {
-        lru_.push_front(entry{key_, std::move(name)});
+        lru_.push_front(entry{key_, std::move(name), next_entry_++});
         index_.emplace(std::string_view(lru_.front().key), lru_.begin());
         return &lru_.front();
     }
@@ -112,6 +114,48 @@ public:
         stale_.push_back(std::move(node->name));
         index_.erase(it); // first: the map's key is a view into the node's key
         lru_.erase(node);
+    }
+
+    // Forgets the statement inserted as `id`, if still cached. `on_server`: its PREPARE ran, so
+    // its name joins stale(); else (the PREPARE failed or was skipped) the name is unused.
+    // Linear: only for the rare failures of a pipelined connection's statements.
+    void drop(std::uint64_t id, bool on_server)
+    {
+        for (auto it = lru_.begin(); it != lru_.end(); ++it)
+            if (it->id == id)
+            {
+                index_.erase(std::string_view(it->key)); // first: the key is a view into the node
+                if (on_server)
+                    stale_.push_back(std::move(it->name));
+                lru_.erase(it);
+                return;
+            }
+    }
+
+    // forget_all() but for the statements inserted as one of `keep` (their PREPARE was sent
+    // after whatever removed the others).
+    void forget_all_but(const std::vector<std::uint64_t>& keep)
+    {
+        for (auto it = lru_.begin(); it != lru_.end();)
+        {
+            if (std::find(keep.begin(), keep.end(), it->id) != keep.end())
+            {
+                ++it;
+                continue;
+            }
+            index_.erase(std::string_view(it->key));
+            it = lru_.erase(it);
+        }
+        stale_.clear();
+    }
+
+    // Whether the statement inserted as `id` is still cached (linear, as drop()).
+    bool holds(std::uint64_t id) const noexcept
+    {
+        for (const auto& e : lru_)
+            if (e.id == id)
+                return true;
+        return false;
     }
 
     // Names to DEALLOCATE on the server.
@@ -130,6 +174,7 @@ private:
 
     std::size_t capacity_;
     std::uint64_t next_id_ = 1;
+    std::uint64_t next_entry_ = 1;
     std::list<entry> lru_; // most recently used first
     std::unordered_map<std::string_view, std::list<entry>::iterator, view_hash, std::equal_to<>>
         index_; // views into the entries' keys
