@@ -96,7 +96,8 @@ struct connect_config
     /// sent as Bind/Execute only, skipping the server's parse and plan. 0 = off (every statement
     /// unnamed). Must be 0 with pgbouncer (validate() says so; a connection ignores it there).
     /// A statement's first use on a connection is up to three round trips (DEALLOCATE of
-    /// evicted ones, PREPARE, execute), each bounded by the statement's timeout.
+    /// evicted ones, PREPARE, execute), each bounded by the statement's timeout; on a
+    /// pipelined connection the PREPARE shares the statement's segment, and nothing is evicted.
     /// Range 0..10000. URL statement_cache_size; env PGCORO_STATEMENT_CACHE_SIZE.
     std::size_t statement_cache_size = 0;
     /// Further libpq connection parameters, passed through as key/value pairs.
