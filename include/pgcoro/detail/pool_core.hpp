@@ -194,14 +194,27 @@ public:
         waiters_.push_back(&w);
         update_gauges();
         start_connects();
-        lk.unlock();
 
-        // Woken on the strand by make_available() (assigned), begin_shutdown() (closed), the
-        // deadline, or the caller's cancellation.
+        // Woken by make_available() or try_release() (assigned; the latter on any thread),
+        // begin_shutdown() (closed), the deadline, or the caller's cancellation. Every wake-up
+        // cancels the timer with mu_ held, and mu_ stays held until the wait has started, so
+        // no wake-up can come before it (and be lost) or touch the timer during it.
         boost::system::error_code ec = asio::error::operation_aborted;
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() == asio::cancellation_type::none)
-            std::tie(ec) = co_await w.timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        {
+            const auto token = asio::as_tuple(asio::use_awaitable);
+            std::tie(ec) =
+                co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(
+                    [&w, &lk](auto handler)
+                    {
+                        w.timer.async_wait(std::move(handler));
+                        lk.unlock(); // on the thread that locked it: the coroutine just suspended
+                    },
+                    token);
+        }
+        else
+            lk.unlock();
 
         lk.lock();
         if (w.assigned)
@@ -236,19 +249,30 @@ public:
     // ---- release ------------------------------------------------------------------------
 
     // The fast path of a release, on the releasing thread: an open connection outside a
-    // transaction goes straight back on the idle stack when nobody waits. Returns false when
-    // the strand must handle it (release()): waiters, a reset, a close, retirement. Like
-    // try_acquire(), it stamps with fast_now().
+    // transaction goes straight to the first waiter, or back on the idle stack when nobody
+    // waits. Returns false when the strand must handle it (release()): a reset, a close,
+    // retirement. Like try_acquire(), it stamps with fast_now().
     bool try_release(pool_node* n, bool broken)
     {
         if (broken)
             return false;
         std::lock_guard lk(mu_);
         const auto now = fast_now();
-        if (closed_ || !waiters_.empty() || now >= n->retire || !n->conn.is_open() ||
+        if (closed_ || now >= n->retire || !n->conn.is_open() ||
             n->conn.transaction_status() != PQTRANS_IDLE)
             return false;
         report_release(n, now);
+        if (!waiters_.empty())
+        {
+            // Straight to the first waiter, as make_available() would on the strand; the
+            // waiter resumes on the strand and finds `assigned`.
+            pool_waiter* w = waiters_.front();
+            waiters_.pop_front();
+            w->assigned = n;
+            lease_out(n, w->where, now);
+            w->timer.cancel();
+            return true;
+        }
         n->state = node_state::idle;
         n->idle_since = now;
         idle_.push_back(n);
