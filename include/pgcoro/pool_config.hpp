@@ -12,6 +12,12 @@ namespace pgcoro
 /// initializers are the compile-time defaults (see also pool_preset() in profile.hpp). Durations
 /// carry their unit in the type. Ranges are enforced by validate() (validate.hpp); every field
 /// can be set from the environment or from a DATABASE_URL parameter (docs/configuration.md).
+///
+/// Resolution: a pool without an observer stamps idle and lease times on its acquire and
+/// release fast paths with a coarse clock (on Linux CLOCK_MONOTONIC_COARSE, one kernel tick:
+/// 1-4 ms), so validate_after_idle, idle_timeout, max_lifetime and leak_threshold may act up
+/// to one tick early or late. acquire_timeout, validation_timeout, query_timeout and every
+/// duration reported to an observer use steady_clock.
 struct pool_config
 {
     /// Connections opened by warmup() and kept open even when idle. Default 0; range

@@ -569,6 +569,63 @@ TEST(Pool, MaxSizeCanChangeAtRunTime)
         }());
 }
 
+// A release with a waiter hands the connection straight to it, from the releasing thread:
+// the waiter wakes at once (not at its deadline), gets the same connection, and counts as
+// served after a wait. Repeated, so a wake-up lost between queueing and waiting would show.
+TEST(Pool, ReleaseFromAnotherThreadWakesTheWaiterAtOnce)
+{
+    asio::io_context io(2);
+    auto cfg = small_pool(1);
+    cfg.acquire_timeout = 5s;
+    pgcoro::pool pool(io.get_executor(), app("pgcoro-handoff"), cfg);
+    constexpr int rounds = 50;
+    std::atomic<int> served{0}, same_pid{0}, slow{0};
+    asio::co_spawn(
+        asio::make_strand(io),
+        [&]() -> asio::awaitable<void>
+        {
+            for (int i = 0; i < rounds; ++i)
+            {
+                auto held = co_await pool.acquire();
+                if (!held)
+                    break;
+                const int pid = (*held)->backend_pid();
+                std::atomic<bool> got{false};
+                asio::co_spawn(
+                    asio::make_strand(io),
+                    [&, pid]() -> asio::awaitable<void>
+                    {
+                        const auto t0 = std::chrono::steady_clock::now();
+                        auto l = co_await pool.acquire();
+                        if (std::chrono::steady_clock::now() - t0 > 1s)
+                            ++slow;
+                        if (l)
+                        {
+                            ++served;
+                            if ((*l)->backend_pid() == pid)
+                                ++same_pid;
+                        }
+                        got = true;
+                    },
+                    asio::detached);
+                co_await sleep_for(i % 2 ? 1ms : 0ms); // the waiter queues (or is about to)
+                held->release();
+                while (!got)
+                    co_await sleep_for(1ms);
+            }
+            io.stop();
+        },
+        asio::detached);
+    std::thread other([&] { io.run_for(30s); });
+    io.run_for(30s);
+    other.join();
+    EXPECT_EQ(served.load(), rounds);
+    EXPECT_EQ(same_pid.load(), rounds);
+    EXPECT_EQ(slow.load(), 0);
+    EXPECT_GE(pool.stats().acquired_after_wait, 1u);
+    EXPECT_EQ(pool.stats().opened, 1u);
+}
+
 TEST(Pool, FourThreadStress)
 {
     asio::io_context io(4);

@@ -4,6 +4,7 @@
 
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
+#include <pgcoro/detail/coarse_clock.hpp>
 #include <pgcoro/detail/pool_policy.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/observer.hpp>
@@ -120,13 +121,14 @@ public:
     // The fast path, callable from any thread without a strand hop: hands out the hottest idle
     // connection when it needs no validation, else returns nullptr and the caller takes the
     // slow path (acquire() on the strand), which also handles closing, waiting and retiring.
+    // Its idle and lease bookkeeping reads the coarse clock (fast_now()).
     pool_node* try_acquire(pgcoro::source_location loc)
     {
         std::lock_guard lk(mu_); // not unique_lock: its out-of-line lock() costs a call
         if (closed_ || idle_.empty())
             return nullptr;
         pool_node* n = idle_.back();
-        const auto now = clock::now();
+        const auto now = fast_now();
         if (needs_validation(*n, now) || unusable(*n, now))
             return nullptr;
         idle_.pop_back();
@@ -192,14 +194,27 @@ public:
         waiters_.push_back(&w);
         update_gauges();
         start_connects();
-        lk.unlock();
 
-        // Woken on the strand by make_available() (assigned), begin_shutdown() (closed), the
-        // deadline, or the caller's cancellation.
+        // Woken by make_available() or try_release() (assigned; the latter on any thread),
+        // begin_shutdown() (closed), the deadline, or the caller's cancellation. Every wake-up
+        // cancels the timer with mu_ held, and mu_ stays held until the wait has started, so
+        // no wake-up can come before it (and be lost) or touch the timer during it.
         boost::system::error_code ec = asio::error::operation_aborted;
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() == asio::cancellation_type::none)
-            std::tie(ec) = co_await w.timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        {
+            const auto token = asio::as_tuple(asio::use_awaitable);
+            std::tie(ec) =
+                co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(
+                    [&w, &lk](auto handler)
+                    {
+                        w.timer.async_wait(std::move(handler));
+                        lk.unlock(); // on the thread that locked it: the coroutine just suspended
+                    },
+                    token);
+        }
+        else
+            lk.unlock();
 
         lk.lock();
         if (w.assigned)
@@ -234,18 +249,30 @@ public:
     // ---- release ------------------------------------------------------------------------
 
     // The fast path of a release, on the releasing thread: an open connection outside a
-    // transaction goes straight back on the idle stack when nobody waits. Returns false when
-    // the strand must handle it (release()): waiters, a reset, a close, retirement.
+    // transaction goes straight to the first waiter, or back on the idle stack when nobody
+    // waits. Returns false when the strand must handle it (release()): a reset, a close,
+    // retirement. Like try_acquire(), it stamps with fast_now().
     bool try_release(pool_node* n, bool broken)
     {
         if (broken)
             return false;
         std::lock_guard lk(mu_);
-        const auto now = clock::now();
-        if (closed_ || !waiters_.empty() || now >= n->retire || !n->conn.is_open() ||
+        const auto now = fast_now();
+        if (closed_ || now >= n->retire || !n->conn.is_open() ||
             n->conn.transaction_status() != PQTRANS_IDLE)
             return false;
         report_release(n, now);
+        if (!waiters_.empty())
+        {
+            // Straight to the first waiter, as make_available() would on the strand; the
+            // waiter resumes on the strand and finds `assigned`.
+            pool_waiter* w = waiters_.front();
+            waiters_.pop_front();
+            w->assigned = n;
+            lease_out(n, w->where, now);
+            w->timer.cancel();
+            return true;
+        }
         n->state = node_state::idle;
         n->idle_since = now;
         idle_.push_back(n);
@@ -422,6 +449,17 @@ private:
 
     using lock_type = std::unique_lock<std::recursive_mutex>;
 
+    // The time for the fast paths' bookkeeping (idle_since, leased_at, the retire and
+    // validate_after_idle checks): the coarse clock, which trails clock::now() by less than a
+    // tick (1-4 ms), so those limits act up to a tick early or late; every comparison against
+    // them is `elapsed >= positive limit`, which a short or negative elapsed time only
+    // postpones. With an observer, clock::now(): the durations it is told (held, waited) keep
+    // full precision.
+    clock::time_point fast_now() const noexcept
+    {
+        return obs_ ? clock::now() : coarse_clock::now();
+    }
+
     // Called with mu_ held.
     // `all_gauges` false: only idle_ changed (the fast path), so only idle and leased move.
     void lease_out(pool_node* n, pgcoro::source_location loc, clock::time_point now,
@@ -560,7 +598,9 @@ private:
     // probed (one poll() syscall) only after it idled for probe_after_idle: a connection
     // reused within a millisecond skips it. The race it narrows - the server closing the
     // connection just before hand-out - exists at any probe interval (the server can close
-    // it just after), and then the first statement fails with connection_lost.
+    // it just after), and then the first statement fails with connection_lost. On the fast
+    // path `now` and idle_since may be coarse stamps (fast_now()), so there the probe starts
+    // after between 0 and 1 ms + 1 tick of idleness, not after exactly 1 ms.
     static std::optional<close_reason> unusable(pool_node& n, clock::time_point now)
     {
         constexpr auto probe_after_idle = std::chrono::milliseconds(1);
