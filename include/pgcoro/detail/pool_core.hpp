@@ -190,7 +190,10 @@ public:
                                            "acquire rejected: " + std::to_string(waiters_.size()) +
                                                " waiters already (max_waiters)"));
         }
-        pool_waiter w(strand_, start + cfg_.acquire_timeout, loc);
+        // The timer takes the strand's inner executor, as the connections' I/O objects do: its
+        // handler runs on this coroutine's executor (the strand) anyway, and a type-erased
+        // strand would cost a heap allocation per waiter.
+        pool_waiter w(strand_.get_inner_executor(), start + cfg_.acquire_timeout, loc);
         waiters_.push_back(&w);
         update_gauges();
         start_connects();
