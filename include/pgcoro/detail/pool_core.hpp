@@ -265,17 +265,8 @@ public:
             n->conn.transaction_status() != PQTRANS_IDLE)
             return false;
         report_release(n, now);
-        if (!waiters_.empty())
-        {
-            // Straight to the first waiter, as make_available() would on the strand; the
-            // waiter resumes on the strand and finds `assigned`.
-            pool_waiter* w = waiters_.front();
-            waiters_.pop_front();
-            w->assigned = n;
-            lease_out(n, w->where, now);
-            w->timer.cancel();
+        if (hand_to_waiter(n, now)) // as make_available() would on the strand
             return true;
-        }
         n->state = node_state::idle;
         n->idle_since = now;
         idle_.push_back(n);
@@ -526,19 +517,26 @@ private:
             close_node(n, close_reason::lifetime);
             return;
         }
-        if (!waiters_.empty())
-        {
-            pool_waiter* w = waiters_.front();
-            waiters_.pop_front();
-            w->assigned = n;
-            lease_out(n, w->where, now);
-            w->timer.cancel();
+        if (hand_to_waiter(n, now))
             return;
-        }
         n->state = node_state::idle;
         n->idle_since = now;
         idle_.push_back(n);
         update_gauges();
+    }
+
+    // Leases `n` to the first waiter, if any, and wakes it (on any thread: the waiter resumes
+    // on the strand and finds `assigned`). With mu_ held.
+    bool hand_to_waiter(pool_node* n, clock::time_point now)
+    {
+        if (waiters_.empty())
+            return false;
+        pool_waiter* w = waiters_.front();
+        waiters_.pop_front();
+        w->assigned = n;
+        lease_out(n, w->where, now);
+        w->timer.cancel();
+        return true;
     }
 
     void close_node(pool_node* n, close_reason why)
