@@ -654,6 +654,15 @@ asio::awaitable<server_statements> statements_on_server(pgcoro::pipelined_connec
     co_return server_statements{r->get<std::int64_t>(0, 0).value_or(-1),
                                 r->get<std::int64_t>(0, 1).value_or(-1)};
 }
+
+// The cache holds `n` statements and the server exactly those; returns the server's view.
+asio::awaitable<server_statements> expect_prepared(pgcoro::pipelined_connection& pc, std::size_t n)
+{
+    EXPECT_EQ(pc.prepared_statements(), n);
+    auto s = co_await statements_on_server(pc);
+    EXPECT_EQ(s.count, static_cast<std::int64_t>(n));
+    co_return s;
+}
 } // namespace
 
 // Concurrent callers of one statement share one named prepared statement: it is prepared once
@@ -684,9 +693,7 @@ TEST(PipelineCached, ConcurrentCallersShareOnePreparedStatement)
                     asio::detached);
             EXPECT_TRUE(co_await wait_until([&] { return finished == coroutines; }, 30s));
             EXPECT_EQ(ok, coroutines * per);
-            EXPECT_EQ(pc->prepared_statements(), 1u);
-            auto s = co_await statements_on_server(*pc);
-            EXPECT_EQ(s.count, 1);
+            auto s = co_await expect_prepared(*pc, 1);
             EXPECT_EQ(s.executions, coroutines * per);
         }());
 }
@@ -726,9 +733,7 @@ TEST(PipelineCached, FailedPrepareIsTheStatementsError)
                     EXPECT_EQ((*out[i])->get<int>(0, 0).value_or(-1), i + 1);
                 }
             }
-            EXPECT_EQ(pc->prepared_statements(), 1u);
-            auto s = co_await statements_on_server(*pc);
-            EXPECT_EQ(s.count, 1);
+            (void)co_await expect_prepared(*pc, 1);
         }());
 }
 
@@ -752,10 +757,8 @@ TEST(PipelineCached, FullCacheRunsTheRestUnnamed)
                     PGCORO_CO_ASSERT(r.has_value());
                     EXPECT_EQ(r->get<int>(0, 0).value_or(-1), 11 + i);
                 }
-            EXPECT_EQ(pc->prepared_statements(), 2u);
             // The counting query is the third distinct statement: it runs unnamed too.
-            auto s = co_await statements_on_server(*pc);
-            EXPECT_EQ(s.count, 2);
+            auto s = co_await expect_prepared(*pc, 2);
             EXPECT_EQ(s.executions, 4);
         }());
 }
@@ -826,9 +829,7 @@ TEST(PipelineCached, DeallocateAllIsRecoveredFrom)
             EXPECT_TRUE(again.has_value()) << again.error();
             PGCORO_CO_ASSERT(again.has_value());
             EXPECT_EQ(again->get<int>(0, 0).value_or(-1), 21);
-            EXPECT_EQ(pc->prepared_statements(), 1u);
-            auto s = co_await statements_on_server(*pc);
-            EXPECT_EQ(s.count, 1);
+            (void)co_await expect_prepared(*pc, 1);
         }());
 }
 
@@ -859,9 +860,7 @@ TEST(PipelineCached, AdoptedConnectionKeepsItsStatements)
             EXPECT_TRUE(other.has_value()) << other.error();
             PGCORO_CO_ASSERT(other.has_value());
             EXPECT_EQ(other->get<int>(0, 0).value_or(-1), 202);
-            EXPECT_EQ(pc->prepared_statements(), 2u);
-            auto s = co_await statements_on_server(*pc);
-            EXPECT_EQ(s.count, 2);
+            auto s = co_await expect_prepared(*pc, 2);
             EXPECT_EQ(s.executions, 3);
         }());
 }
