@@ -23,8 +23,9 @@ namespace pgcoro
 /// With one installed, each event costs a virtual call plus whatever the hook does.
 ///
 /// Rules for implementations:
-/// - Hooks must not block (no I/O, no waiting locks): they run on the pool's strand, inside
-///   the transition, and delay every acquire() behind them.
+/// - Hooks must not block (no I/O, no waiting locks): they run inside the transition (on the
+///   pool's strand, or on the thread of the acquire() or release behind it) and delay every
+///   acquire() behind them.
 /// - Hooks are noexcept: nothing thrown can escape into the pool.
 /// - Hooks may run concurrently on several threads (several pools sharing an observer, or a
 ///   multi-threaded io_context), so shared state must be atomic or guarded.

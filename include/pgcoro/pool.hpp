@@ -38,9 +38,10 @@ using leak_report = detail::leak_info;
 /// connection the server closed while idle is replaced, not handed out. Failed connects are
 /// retried with capped exponential backoff.
 ///
-/// Thread safety: all of the pool's state lives on a strand of `Executor`; acquire(), leases,
-/// stats() and the setters may be used from coroutines on any thread of a multi-threaded
-/// io_context. A leased connection is used by one coroutine at a time.
+/// Thread safety: the pool's asynchronous work runs on a strand of `Executor`, its shared
+/// state behind a mutex; acquire(), leases, stats() and the setters may be used from
+/// coroutines on any thread of a multi-threaded io_context. A leased connection is used by one
+/// coroutine at a time.
 template <class Executor = boost::asio::any_io_executor>
 class basic_pool
 {
@@ -86,8 +87,7 @@ public:
         auto core = core_;
         if (auto* n = core->try_acquire(where))
             co_return lease(std::move(core), n); // an idle connection, without a strand hop
-        auto r = co_await boost::asio::co_spawn(core->strand(), core->acquire(where),
-                                                boost::asio::use_awaitable);
+        auto r = co_await core->acquire_slow(where);
         if (!r)
             co_return tl::unexpected(std::move(r.error()));
         co_return lease(std::move(core), *r);

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -624,6 +625,99 @@ TEST(Pool, ReleaseFromAnotherThreadWakesTheWaiterAtOnce)
     EXPECT_EQ(slow.load(), 0);
     EXPECT_GE(pool.stats().acquired_after_wait, 1u);
     EXPECT_EQ(pool.stats().opened, 1u);
+}
+
+// A waiter resumes on its own executor, whichever way it waited: queued directly (the pool is
+// at max_size, so only a release can serve it) or through the pool's strand (the pool still
+// had room and connected for it). The pool runs on one io_context and thread, the caller on
+// another.
+TEST(Pool, WaiterResumesOnItsOwnExecutor)
+{
+    asio::io_context pool_io, caller_io;
+    auto pool_work = asio::make_work_guard(pool_io);
+    std::thread pool_thread([&] { pool_io.run_for(30s); });
+    auto cfg = small_pool(1);
+    pgcoro::pool pool(pool_io.get_executor(), app("pgcoro-resume"), cfg);
+    run(caller_io,
+        [&]() -> asio::awaitable<void>
+        {
+            const auto me = std::this_thread::get_id();
+            auto first = co_await pool.acquire(); // no connection yet: the strand connects
+            EXPECT_EQ(std::this_thread::get_id(), me);
+            PGCORO_CO_ASSERT(first.has_value());
+            std::optional<std::thread::id> resumed_on;
+            bool got = false;
+            asio::co_spawn(
+                caller_io,
+                [&]() -> asio::awaitable<void>
+                {
+                    auto second = co_await pool.acquire(); // the pool is full: waits directly
+                    resumed_on = std::this_thread::get_id();
+                    got = second.has_value();
+                },
+                asio::detached);
+            co_await sleep_for(20ms);
+            EXPECT_EQ(pool.stats().waiters, 1u);
+            first->release();
+            for (int i = 0; i < 200 && !resumed_on; ++i)
+                co_await sleep_for(5ms);
+            EXPECT_TRUE(got);
+            EXPECT_EQ(resumed_on, me);
+            EXPECT_EQ(pool.stats().acquired_after_wait, 2u); // the connect, then the release
+        }());
+    pool_work.reset();
+    pool_io.stop();
+    pool_thread.join();
+}
+
+// Closing the pool fails every waiter at once with pool_closed, not at its deadline, and the
+// connection a waiter would have got is not handed out afterwards.
+TEST(Pool, CloseFailsTheWaitersAtOnce)
+{
+    asio::io_context io;
+    auto cfg = small_pool(1);
+    cfg.acquire_timeout = 10s;
+    pgcoro::pool pool(io.get_executor(), app("pgcoro-close-waiters"), cfg);
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto held = co_await pool.acquire();
+            PGCORO_CO_ASSERT(held.has_value());
+            int failed_closed = 0, finished = 0;
+            for (int i = 0; i < 3; ++i)
+                asio::co_spawn(
+                    io,
+                    [&]() -> asio::awaitable<void>
+                    {
+                        auto l = co_await pool.acquire();
+                        if (!l && l.error().is(errc::pool_closed))
+                            ++failed_closed;
+                        ++finished;
+                    },
+                    asio::detached);
+            co_await sleep_for(20ms);
+            EXPECT_EQ(pool.stats().waiters, 3u);
+            const auto start = std::chrono::steady_clock::now();
+            bool closed = false;
+            asio::co_spawn(
+                io,
+                [&]() -> asio::awaitable<void>
+                {
+                    co_await pool.close(5s);
+                    closed = true;
+                },
+                asio::detached);
+            for (int i = 0; i < 100 && finished < 3; ++i)
+                co_await sleep_for(5ms);
+            EXPECT_EQ(failed_closed, 3);
+            EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+            EXPECT_EQ(pool.stats().waiters, 0u);
+            held->release(); // closes it: nobody is waiting any more
+            for (int i = 0; i < 100 && !closed; ++i)
+                co_await sleep_for(5ms);
+            EXPECT_TRUE(closed);
+            EXPECT_EQ(pool.stats().size, 0u);
+        }());
 }
 
 TEST(Pool, FourThreadStress)

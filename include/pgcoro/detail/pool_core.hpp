@@ -6,6 +6,7 @@
 #include <pgcoro/connection.hpp>
 #include <pgcoro/detail/coarse_clock.hpp>
 #include <pgcoro/detail/pool_policy.hpp>
+#include <pgcoro/detail/waiter_queue.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/observer.hpp>
 #include <pgcoro/pool_config.hpp>
@@ -17,6 +18,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -29,7 +31,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -67,23 +68,6 @@ struct leak_info
     pgcoro::source_location where;  // the acquire() that took the lease
     std::chrono::milliseconds held; // how long it has been held so far
     int backend_pid;                // the server process behind it
-};
-
-// One waiting acquire(). Lives in the waiting coroutine's frame; the deque holds a pointer.
-// Waking it = setting `assigned` (or `closed`) and cancelling its timer; the timer's own
-// expiry is the acquire deadline. `assigned` is checked first, so a node handed over just as
-// the deadline passed is still received (and cannot be lost).
-struct pool_waiter
-{
-    pool_waiter(asio::any_io_executor ex, std::chrono::steady_clock::time_point deadline,
-                pgcoro::source_location loc)
-        : timer(std::move(ex), deadline), where(loc)
-    {
-    }
-    asio::steady_timer timer;
-    pgcoro::source_location where;
-    pool_node* assigned = nullptr;
-    bool closed = false;
 };
 
 // Everything below runs on strand_ (the public pool and leases post or co_spawn onto it);
@@ -139,74 +123,48 @@ public:
         return n;
     }
 
-    // The slow path, on the strand: validates, retires, waits in the FIFO queue.
-    asio::awaitable<expected<pool_node*>> acquire(pgcoro::source_location loc)
+    // The slow path, as the caller's coroutine runs it. When the pool has nothing to do but
+    // wait for a release (no idle connection, no connect to start, not closed, room in the
+    // queue; the saturated pool's common case) the caller queues itself right here; otherwise
+    // enqueue() on the strand validates, retires, connects, and hands out or queues it. The
+    // wait for a queued acquire runs on the caller's executor either way: no strand hop.
+    //
+    // Woken by make_available() or try_release() (assigned; the latter on any thread),
+    // begin_shutdown() (closed), the deadline, or the caller's cancellation. Every wake-up
+    // sets assigned or closed with mu_ held, checked here with mu_ held before the wait, and
+    // cancels the timer; mu_ stays held until the wait has started, so no wake-up is lost or
+    // touches the timer during the start. The caller's cancellation reaches the timer
+    // through its cancellation slot.
+    asio::awaitable<expected<pool_node*>> acquire_slow(pgcoro::source_location loc)
     {
-        // This coroutine reports cancellation as a value, never by throwing.
-        co_await asio::this_coro::throw_if_cancelled(false);
         const auto start = clock::now();
-        lock_type lk(mu_); // released around every suspension
-        for (;;)
-        {
-            if (closed_)
-            {
-                ++totals_.rejected;
-                co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                         error(errc::pool_closed, "pool is closed"));
-            }
-            pool_node* n = take_idle(start);
-            if (!n)
-                break;
-            if (needs_validation(*n, start))
-            {
-                n->state = node_state::validating;
-                update_gauges();
-                lk.unlock();
-                bool ok = co_await ping(*n);
-                lk.lock();
-                if (closed_)
-                {
-                    close_node(n, close_reason::shutdown);
-                    continue; // rejected above
-                }
-                if (!ok)
-                {
-                    close_node(n, close_reason::validation_failed);
-                    continue;
-                }
-            }
-            lease_out(n, loc, clock::now());
-            ++totals_.acquired_immediately;
-            if (obs_)
-                notify_acquire(acquire_outcome::immediate, start, loc, {});
-            co_return n;
-        }
-
-        if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
-        {
-            ++totals_.rejected;
-            co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                     error(errc::too_many_waiters,
-                                           "acquire rejected: " + std::to_string(waiters_.size()) +
-                                               " waiters already (max_waiters)"));
-        }
         // The timer takes the strand's inner executor, as the connections' I/O objects do: its
-        // handler runs on this coroutine's executor (the strand) anyway, and a type-erased
-        // strand would cost a heap allocation per waiter.
+        // handler runs on the waiting coroutine's executor anyway, and a type-erased strand
+        // would cost a heap allocation per waiter.
         pool_waiter w(strand_.get_inner_executor(), start + cfg_.acquire_timeout, loc);
-        waiters_.push_back(&w);
-        update_gauges();
-        start_connects();
+        lock_type lk(mu_);
+        if (may_wait_here())
+        {
+            waiters_.push_back(&w);
+            update_gauges();
+        }
+        else
+        {
+            lk.unlock();
+            auto r = co_await asio::co_spawn(strand_, enqueue(start, w), asio::use_awaitable);
+            if (!r || *r)
+                co_return r; // a connection, or an error
+            lk.lock();       // queued
+        }
 
-        // Woken by make_available() or try_release() (assigned; the latter on any thread),
-        // begin_shutdown() (closed), the deadline, or the caller's cancellation. Every wake-up
-        // cancels the timer with mu_ held, and mu_ stays held until the wait has started, so
-        // no wake-up can come before it (and be lost) or touch the timer during it.
         boost::system::error_code ec = asio::error::operation_aborted;
         auto cs = co_await asio::this_coro::cancellation_state;
-        if (cs.cancelled() == asio::cancellation_type::none)
+        if (w.assigned || w.closed || cs.cancelled() != asio::cancellation_type::none)
+            lk.unlock();
+        else
         {
-            const auto token = asio::as_tuple(asio::use_awaitable);
+            // A deferred operation, not use_awaitable: no coroutine frame for the wait itself.
+            const auto token = asio::as_tuple(asio::deferred);
             std::tie(ec) =
                 co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(
                     [&w, &lk](auto handler)
@@ -216,8 +174,6 @@ public:
                     },
                     token);
         }
-        else
-            lk.unlock();
 
         lk.lock();
         if (w.assigned)
@@ -237,12 +193,12 @@ public:
         {
             // Described while this waiter still counts among the waiters.
             auto e = timeout_error(clock::now() - start);
-            std::erase(waiters_, &w);
+            waiters_.erase(&w);
             ++totals_.timed_out;
             update_gauges();
             co_return acquire_failed(acquire_outcome::timed_out, start, loc, std::move(e));
         }
-        std::erase(waiters_, &w);
+        waiters_.erase(&w);
         update_gauges();
         ++totals_.cancelled;
         co_return acquire_failed(acquire_outcome::cancelled, start, loc,
@@ -367,12 +323,11 @@ public:
         closed_ = true;
         maint_timer_.cancel();
         refill_timer_.cancel();
-        for (pool_waiter* w : waiters_)
+        while (pool_waiter* w = waiters_.pop_front())
         {
             w->closed = true;
             w->timer.cancel();
         }
-        waiters_.clear();
         while (!idle_.empty())
         {
             pool_node* n = idle_.back();
@@ -502,6 +457,86 @@ private:
         return tl::unexpected(std::move(e));
     }
 
+    // Whether an acquire that found no idle connection may queue without the strand: nothing
+    // but a release can serve it and queueing it starts no connect. With mu_ held.
+    bool may_wait_here() const noexcept
+    {
+        if (closed_ || !idle_.empty() ||
+            (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters))
+            return false;
+        const pool_counts c{nodes_.size(), connecting_, idle_.size(), waiters_.size() + 1};
+        return connects_to_start(c, cfg_) == 0;
+    }
+
+    // The slow path's strand part: validates, retires, hands out an idle connection, or queues
+    // `w` (which lives in the caller's frame) and starts the connects it calls for.
+    // Completes with: the connection; nullptr when `w` was queued; or the error (pool_closed,
+    // too_many_waiters, cancelled during a validation).
+    asio::awaitable<expected<pool_node*>> enqueue(clock::time_point start, pool_waiter& w)
+    {
+        // This coroutine reports cancellation as a value, never by throwing.
+        co_await asio::this_coro::throw_if_cancelled(false);
+        const auto loc = w.where;
+        lock_type lk(mu_); // released around every suspension
+        for (;;)
+        {
+            if (closed_)
+            {
+                ++totals_.rejected;
+                co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                         error(errc::pool_closed, "pool is closed"));
+            }
+            pool_node* n = take_idle(start);
+            if (!n)
+                break;
+            if (needs_validation(*n, start))
+            {
+                n->state = node_state::validating;
+                update_gauges();
+                lk.unlock();
+                bool ok = co_await ping(*n);
+                lk.lock();
+                if (closed_)
+                {
+                    close_node(n, close_reason::shutdown);
+                    continue; // rejected above
+                }
+                if (!ok)
+                {
+                    close_node(n, close_reason::validation_failed);
+                    continue;
+                }
+            }
+            lease_out(n, loc, clock::now());
+            ++totals_.acquired_immediately;
+            if (obs_)
+                notify_acquire(acquire_outcome::immediate, start, loc, {});
+            co_return n;
+        }
+
+        if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
+        {
+            ++totals_.rejected;
+            co_return acquire_failed(acquire_outcome::rejected, start, loc,
+                                     error(errc::too_many_waiters,
+                                           "acquire rejected: " + std::to_string(waiters_.size()) +
+                                               " waiters already (max_waiters)"));
+        }
+        waiters_.push_back(&w);
+        update_gauges();
+        try
+        {
+            start_connects();
+        }
+        catch (...)
+        {
+            waiters_.erase(&w); // the caller's frame (and `w`) is about to go
+            update_gauges();
+            throw;
+        }
+        co_return nullptr;
+    }
+
     // A connection is ready: the first waiter gets it, else it goes on the idle stack.
     void make_available(pool_node* n)
     {
@@ -531,8 +566,7 @@ private:
     {
         if (waiters_.empty())
             return false;
-        pool_waiter* w = waiters_.front();
-        waiters_.pop_front();
+        pool_waiter* w = waiters_.pop_front();
         w->assigned = n;
         lease_out(n, w->where, now);
         w->timer.cancel();
@@ -854,7 +888,7 @@ private:
 
     std::vector<std::unique_ptr<pool_node>> nodes_; // every connection, whatever its state
     std::vector<pool_node*> idle_;                  // LIFO: back() is the hottest
-    std::deque<pool_waiter*> waiters_;              // FIFO
+    waiter_queue waiters_;                          // FIFO
     std::vector<asio::steady_timer*> watchers_;     // warmups waiting for connect progress
     std::size_t connecting_ = 0;
     unsigned consecutive_failures_ = 0;
