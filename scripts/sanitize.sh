@@ -18,7 +18,7 @@ asan)
 tsan)
     flags="thread"
     targets=(pgcoro_integration_tests)
-    filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread)|Pipeline[A-Za-z]*\.|Query\.)|cluster\.)'
+    filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.)|cluster\.)'
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
     ;;
 *)
