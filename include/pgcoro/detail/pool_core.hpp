@@ -70,8 +70,10 @@ struct leak_info
     int backend_pid;                // the server process behind it
 };
 
-// Everything below runs on strand_ (the public pool and leases post or co_spawn onto it);
-// only the atomics in `gauges_`/`totals_` are read from other threads, by stats().
+// The pool's asynchronous work (connects, validation, resets, sweeps) runs on strand_; the
+// fast paths (try_acquire, try_release) and a full pool's waiters (acquire_slow) run on the
+// caller's thread. mu_ guards the state they share; stats() reads only the atomics in
+// `gauges_`/`totals_`.
 class pool_core : public std::enable_shared_from_this<pool_core>
 {
 public:
