@@ -16,6 +16,7 @@
 #include <memory>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 namespace pgcoro
 {
@@ -54,8 +55,16 @@ public:
     {
     }
     connection(connection&&) noexcept = default;
-    connection& operator=(connection&&) noexcept = default;
-    ~connection() = default;
+    /// Closes this connection (as close() does) and takes over `other`'s.
+    connection& operator=(connection&& other) noexcept
+    {
+        if (this != &other)
+            detail::connection_impl::dispose(std::exchange(impl_, std::move(other.impl_)));
+        return *this;
+    }
+    /// Closes the connection. Destroying it while one of its operations is pending is safe:
+    /// that operation ends at once (as after close()) and the rest is freed when it does.
+    ~connection() { detail::connection_impl::dispose(std::move(impl_)); }
 
     /// Opens the connection: for each configured host, resolves it asynchronously (numeric
     /// addresses and unix-socket directories skip DNS) and tries each address in turn.
@@ -67,7 +76,8 @@ public:
     ///   cfg.connect_timeout passed, `cancelled` when the awaiting coroutine was cancelled.
     /// Cancellation: terminal, partial and total; the attempt is abandoned and closed.
     /// Resumes on: the connection's executor.
-    /// Lifetime: `cfg` is copied; the connection must outlive the operation.
+    /// Lifetime: `cfg` is copied; closing or destroying the connection meanwhile ends the
+    ///   operation with `cancelled`.
     boost::asio::awaitable<expected<void>> connect(const connect_config& cfg)
     {
         return impl_->connect(cfg);
@@ -90,6 +100,7 @@ public:
     /// Lifetime: parameters are copied into the operation (so `return c.query(sql, x + 1);`
     ///   from a lambda is safe), except views: `sql` and std::string_view / const char*
     ///   parameters must stay valid until the operation completes (string literals always do).
+    ///   Closing or destroying the connection meanwhile ends it with `connection_lost`.
     template <class... Params>
     requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
         boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
@@ -106,8 +117,11 @@ public:
         return impl_->query(opts.timeout, sql, std::move(params)...);
     }
 
-    /// Closes the connection now: stops watching the socket, then PQfinish. Idempotent.
-    void close() noexcept { impl_->close(); }
+    /// Closes the connection: stops watching the socket, then PQfinish. Idempotent. While an
+    /// operation is pending (from another coroutine) it ends at once, a query with
+    /// `connection_lost` (its statement is cancelled on the server), a connect with
+    /// `cancelled`, and the close completes as it returns.
+    void close() noexcept { impl_->close_by_owner(); }
 
     /// True when connected and libpq reports the connection OK.
     bool is_open() const noexcept { return impl_->is_open(); }

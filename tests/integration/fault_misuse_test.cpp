@@ -1,6 +1,7 @@
 // Fault scenario 9: misuse - a coroutine destroyed or cancelled while it holds a lease, an
-// exception inside a transact() body, cancellation during connect, flush and read. Each time
-// the connection goes back to the pool or is discarded exactly once. (Run under ASan/LSan by
+// exception inside a transact() body, cancellation during connect, flush and read, a
+// connection closed, destroyed or assigned over while its statement or connect runs. Each
+// time the connection goes back to the pool or is discarded exactly once. (Run under ASan/LSan by
 // the sanitizer build: scripts/sanitize.sh.)
 #include <pgcoro/pool.hpp>
 #include <pgcoro/transaction.hpp>
@@ -418,4 +419,128 @@ TEST(FaultMisuse, IoContextDestroyedWhileALeaseIsHeldMidStatement)
             probe.stop();
         }());
     expect_loop_responsive(probe);
+}
+
+// The connection's owner closes it (connection::close(), from another coroutine) while a
+// statement waits for its result: the statement ends at once with connection_lost, the
+// session ends on the server, nothing is left open, and nothing freed is touched (ASan).
+TEST(FaultMisuse, ClosedWhileAStatementRunsEndsItAtOnce)
+{
+    const std::string app = "pgcoro-fault-close-busy";
+    asio::io_context io;
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto side = co_await pgcoro::open_connection(io.get_executor(), side_config());
+            PGCORO_CO_ASSERT(side.has_value());
+            const int fds = open_fd_count();
+            auto c = co_await pgcoro::open_connection(io.get_executor(), fault_app(app));
+            PGCORO_CO_ASSERT(c.has_value());
+            const int pid = c->backend_pid();
+            std::optional<pgcoro::expected<pgcoro::result>> outcome;
+            cancellable job;
+            job.spawn(io,
+                      [&]() -> asio::awaitable<void>
+                      { outcome = co_await c->query("SELECT pg_sleep(10)"); });
+            for (int i = 0; i < 200 && co_await server_state(*side, pid) != "active"; ++i)
+                co_await sleep_for(5ms);
+            const auto t0 = clk::now();
+            c->close();
+            EXPECT_FALSE(c->is_open()); // at once, though the close completes with the statement
+            PGCORO_CO_ASSERT(co_await job.wait(3s));
+            EXPECT_LT(clk::now() - t0, 1s);
+            EXPECT_FALSE(job.thrown);
+            PGCORO_CO_ASSERT(outcome.has_value() && !outcome->has_value());
+            EXPECT_TRUE(outcome->error().is(errc::connection_lost)) << outcome->error();
+            EXPECT_NE(outcome->error().message.find("closed by its owner"), std::string::npos)
+                << outcome->error();
+            EXPECT_FALSE(c->is_open());
+            auto again = co_await c->query("SELECT 1"); // a closed connection, not a crash
+            EXPECT_TRUE(!again && again.error().is(errc::connection_lost));
+            EXPECT_TRUE(co_await back_to_baseline(*side, app, fds));
+        }(),
+        30s);
+}
+
+// The connection is destroyed (its std::optional reset) or assigned over while a statement
+// runs: the statement ends at once with connection_lost and the connection is freed when it
+// does; no descriptor or server session is left.
+TEST(FaultMisuse, DestroyedOrAssignedOverWhileAStatementRunsIsSafe)
+{
+    const std::string app = "pgcoro-fault-destroy-busy";
+    asio::io_context io;
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto side = co_await pgcoro::open_connection(io.get_executor(), side_config());
+            PGCORO_CO_ASSERT(side.has_value());
+            const int fds = open_fd_count();
+            for (const bool assign : {false, true})
+            {
+                auto opened = co_await pgcoro::open_connection(io.get_executor(), fault_app(app));
+                PGCORO_CO_ASSERT(opened.has_value());
+                std::optional<pgcoro::connection> c(std::move(*opened));
+                const int pid = c->backend_pid();
+                std::optional<pgcoro::expected<pgcoro::result>> outcome;
+                cancellable job;
+                job.spawn(io,
+                          [&]() -> asio::awaitable<void>
+                          { outcome = co_await c->query("SELECT pg_sleep(10)"); });
+                for (int i = 0; i < 200 && co_await server_state(*side, pid) != "active"; ++i)
+                    co_await sleep_for(5ms);
+                const auto t0 = clk::now();
+                if (assign)
+                    *c = pgcoro::connection(io.get_executor());
+                else
+                    c.reset();
+                PGCORO_CO_ASSERT(co_await job.wait(3s));
+                EXPECT_LT(clk::now() - t0, 1s);
+                EXPECT_FALSE(job.thrown);
+                PGCORO_CO_ASSERT(outcome.has_value() && !outcome->has_value());
+                EXPECT_TRUE(outcome->error().is(errc::connection_lost)) << outcome->error();
+                EXPECT_TRUE(co_await back_to_baseline(*side, app, fds)) << "assign=" << assign;
+            }
+        }(),
+        30s);
+}
+
+// Destroyed while connecting (the server never answers: the proxy stalls): the connect ends at
+// once with `cancelled`, not at connect_timeout.
+TEST(FaultMisuse, DestroyedWhileConnectingEndsTheConnectAtOnce)
+{
+    const std::string app = "pgcoro-fault-destroy-connecting";
+    asio::io_context io;
+    fault_proxy proxy;
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto side = co_await pgcoro::open_connection(io.get_executor(), side_config());
+            PGCORO_CO_ASSERT(side.has_value());
+            const int fds = open_fd_count();
+            proxy.stall();
+            auto cfg = proxy.config(fault_app(app));
+            cfg.connect_timeout = 10s;
+            std::optional<pgcoro::connection> c(std::in_place, io.get_executor());
+            std::optional<pgcoro::expected<void>> outcome;
+            cancellable job;
+            job.spawn(io, [&]() -> asio::awaitable<void> { outcome = co_await c->connect(cfg); });
+            for (int i = 0; i < 200 && proxy.accepted() == 0; ++i)
+                co_await sleep_for(5ms);
+            co_await sleep_for(50ms);
+            EXPECT_FALSE(job.done);
+            const auto t0 = clk::now();
+            c.reset();
+            PGCORO_CO_ASSERT(co_await job.wait(3s));
+            EXPECT_LT(clk::now() - t0, 1s);
+            PGCORO_CO_ASSERT(outcome.has_value() && !outcome->has_value());
+            EXPECT_TRUE(outcome->error().is(errc::cancelled)) << outcome->error();
+            EXPECT_NE(outcome->error().message.find("connection closed"), std::string::npos)
+                << outcome->error();
+            proxy.heal();
+            EXPECT_TRUE(co_await back_to_baseline(*side, app, fds));
+        }(),
+        30s);
 }

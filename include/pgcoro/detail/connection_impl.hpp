@@ -67,6 +67,7 @@ class connection_impl
         deadline,  // our own deadline (connect_timeout, query timeout, cancel_timeout) passed
         cancelled, // the awaiting coroutine was cancelled
         failed,    // the reactor reported an error on the descriptor
+        closed,    // the owner closed or destroyed the connection (close_by_owner())
     };
 
     // The deadline timer's handler may run after the operation that armed it is over (it was
@@ -99,7 +100,10 @@ public:
 
     asio::any_io_executor get_executor() const noexcept { return ex_; }
     PGconn* native_handle() const noexcept { return conn_.get(); }
-    bool is_open() const noexcept { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
+    bool is_open() const noexcept
+    {
+        return !close_requested_ && conn_ && PQstatus(conn_.get()) == CONNECTION_OK;
+    }
     PGTransactionStatusType transaction_status() const noexcept
     {
         return conn_ ? PQtransactionStatus(conn_.get()) : PQTRANS_UNKNOWN;
@@ -122,13 +126,43 @@ public:
         cache_.forget_all(); // the session's prepared statements end with it
     }
 
+    // connection::close(). With no operation running, close() now. Otherwise the running one
+    // is woken (its waits are cancelled) and ends at once with connection_lost (a connect with
+    // cancelled; a statement the server runs is cancelled there); the close itself happens as
+    // it ends, so it never touches a freed PGconn.
+    void close_by_owner() noexcept
+    {
+        if (!busy_)
+        {
+            close();
+            return;
+        }
+        close_requested_ = true;
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);
+        resolver_.cancel();
+        if (drain_timer_)
+            drain_timer_->cancel();
+    }
+
+    // Disposes of `impl` for a connection that is destroyed or assigned to: now, or, while an
+    // operation is running, when that operation ends (it owns the impl until then).
+    static void dispose(std::unique_ptr<connection_impl> impl) noexcept
+    {
+        if (!impl || !impl->busy_)
+            return;
+        impl->close_by_owner();
+        impl->orphaned_ = true;
+        impl.release(); // deleted by end_operation()
+    }
+
     // ---- connect ------------------------------------------------------------------------
 
     asio::awaitable<expected<void>> connect(connect_config cfg)
     {
         if (busy_)
             co_return fail(errc::busy, "connection is running another operation");
-        busy_guard guard(busy_);
+        busy_guard guard(*this);
         op_ex_ = co_await asio::this_coro::executor;
         close();
         cancel_timeout_ = cfg.cancel_timeout;
@@ -175,7 +209,7 @@ public:
             co_return fail(errc::busy, "connection is running another operation");
         if (!is_open())
             co_return fail(errc::connection_lost, "connection is not open");
-        busy_guard guard(busy_);
+        busy_guard guard(*this);
         op_ex_ = co_await asio::this_coro::executor;
         // With no observer the statement pays this one branch; the clock is read only for one.
         const auto started =
@@ -270,12 +304,30 @@ private:
                 slow_query_event{e.statement, elapsed, slow_threshold_, e.backend_pid});
     }
 
+    // Marks an operation (connect, query) as running; at its end, carries out a close the
+    // owner asked for meanwhile, and deletes the impl if the owner has gone (dispose()). The
+    // guard is the first local of the operation's coroutine, so nothing touches the impl after.
     struct busy_guard
     {
-        explicit busy_guard(bool& b) : b_(b) { b_ = true; }
-        ~busy_guard() { b_ = false; }
-        bool& b_;
+        explicit busy_guard(connection_impl& c) noexcept : c_(c) { c_.busy_ = true; }
+        busy_guard(const busy_guard&) = delete;
+        busy_guard& operator=(const busy_guard&) = delete;
+        ~busy_guard() { c_.end_operation(); }
+        connection_impl& c_;
     };
+
+    void end_operation() noexcept
+    {
+        busy_ = false;
+        drain_timer_ = nullptr;
+        if (close_requested_)
+        {
+            close_requested_ = false;
+            close();
+        }
+        if (orphaned_)
+            delete this;
+    }
 
     // ---- statement cache ----------------------------------------------------------------
 
@@ -408,6 +460,8 @@ private:
     asio::awaitable<wait_result> wait(asio::posix::stream_descriptor::wait_type w,
                                       bool honour_cancel = true)
     {
+        if (close_requested_)
+            co_return wait_result::closed;
         if (deadline_->hit)
             co_return wait_result::deadline;
         if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
@@ -426,6 +480,8 @@ private:
     // the server may be blocked sending to us, so we must keep reading (libpq manual 34.4).
     asio::awaitable<wait_result> wait_read_or_write(bool honour_cancel = true)
     {
+        if (close_requested_)
+            co_return wait_result::closed;
         if (deadline_->hit)
             co_return wait_result::deadline;
         if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
@@ -444,7 +500,9 @@ private:
         if (!ec)
             return wait_result::ready;
         if (ec == asio::error::operation_aborted)
-            return deadline_->hit ? wait_result::deadline : wait_result::cancelled;
+            return close_requested_ ? wait_result::closed
+                   : deadline_->hit ? wait_result::deadline
+                                    : wait_result::cancelled;
         return wait_result::failed;
     }
 
@@ -466,6 +524,9 @@ private:
             hp.host, std::to_string(hp.port), asio::as_tuple(asio::use_awaitable));
         if (rec)
         {
+            if (close_requested_)
+                co_return fail(errc::cancelled,
+                               "connect cancelled resolving " + hp.host + ": connection closed");
             if (deadline_->hit)
                 co_return fail(errc::timeout, "connect timed out resolving " + hp.host);
             if (rec == asio::error::operation_aborted)
@@ -545,10 +606,12 @@ private:
                                                   std::to_string(cfg.connect_timeout.count()) +
                                                   " ms");
             }
-            if (w == wait_result::cancelled)
+            if (w == wait_result::cancelled || w == wait_result::closed)
             {
                 close();
-                co_return fail(errc::cancelled, "connect to " + where + " cancelled");
+                co_return fail(errc::cancelled,
+                               "connect to " + where + " cancelled" +
+                                   (w == wait_result::closed ? ": connection closed" : ""));
             }
             st = PQconnectPoll(conn_.get());
         }
@@ -668,8 +731,8 @@ private:
             }
             // wait(sd::wait_read), inline: the deferred async_wait needs no coroutine frame,
             // so a statement in steady state allocates none beyond Asio's recycled ones.
-            wait_result w = wait_result::deadline;
-            if (!deadline_->hit)
+            wait_result w = close_requested_ ? wait_result::closed : wait_result::deadline;
+            if (!close_requested_ && !deadline_->hit)
             {
                 if (cancelled(co_await asio::this_coro::cancellation_state))
                     w = wait_result::cancelled;
@@ -689,11 +752,13 @@ private:
                 }
                 continue;
             }
-            if (w == wait_result::failed)
+            if (w == wait_result::failed || w == wait_result::closed)
             {
                 disarm();
+                if (w == wait_result::closed) // the server may still be running it
+                    start_cancel(std::make_shared<cancel_signal>(ex_));
                 close();
-                co_return fail(errc::connection_lost, "socket error while waiting for results");
+                co_return abandon_error(w, timeout, "while waiting for results");
             }
             co_return co_await cancel_and_drain(w, timeout);
         }
@@ -741,6 +806,8 @@ private:
                                            std::to_string(timeout.count()) + " ms" + suffix);
         if (w == wait_result::cancelled)
             return fail(errc::cancelled, "statement cancelled" + suffix);
+        if (w == wait_result::closed)
+            return fail(errc::connection_lost, "connection closed by its owner" + suffix);
         return fail(errc::connection_lost, "socket error" + suffix);
     }
 
@@ -755,11 +822,7 @@ private:
         arm(cancel_timeout_);
         auto sig = std::make_shared<cancel_signal>(ex_);
         sig->timer.expires_after(cancel_timeout_);
-        if (pgcancel_ptr pc{PQgetCancel(conn_.get())})
-            asio::use_service<cancel_service>(asio::query(ex_, asio::execution::context))
-                .start(std::move(pc), sig, op_ex_);
-        else
-            sig->done = true;
+        start_cancel(sig);
 
         using sd = asio::posix::stream_descriptor;
         PGconn* c = conn_.get();
@@ -782,9 +845,13 @@ private:
             if (co_await wait(sd::wait_read, false) != wait_result::ready || !PQconsumeInput(c))
                 break;
         }
-        if (!sig->done)
+        if (!sig->done && !close_requested_)
+        {
+            drain_timer_ = &sig->timer; // close_by_owner() ends this wait too
             co_await sig->timer.async_wait(asio::bind_cancellation_slot(
                 asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
+            drain_timer_ = nullptr;
+        }
         disarm();
         if (!drained || !sig->done || !is_open())
             close();
@@ -795,6 +862,17 @@ private:
         else if (!is_open())
             e.value().message += "; connection closed";
         co_return e;
+    }
+
+    // Asks the server to cancel the statement in flight: PQcancel on the helper thread, which
+    // reports through `sig` (done at once when libpq has no cancel key to send).
+    void start_cancel(std::shared_ptr<cancel_signal> sig)
+    {
+        if (pgcancel_ptr pc{PQgetCancel(conn_.get())})
+            asio::use_service<cancel_service>(asio::query(ex_, asio::execution::context))
+                .start(std::move(pc), std::move(sig), op_ex_);
+        else
+            sig->done = true;
     }
 
     static void receive_notice(void* self, const PGresult* r)
@@ -824,6 +902,9 @@ private:
     std::string sql_;       // NUL-terminated copy of the statement text, reused
     statement_cache cache_; // named prepared statements (connect_config::statement_cache_size)
     bool busy_ = false;
+    bool close_requested_ = false;              // close_by_owner() while an operation ran
+    bool orphaned_ = false;                     // the owner is gone: end_operation() deletes us
+    asio::steady_timer* drain_timer_ = nullptr; // cancel_and_drain()'s wait for the cancel
 };
 
 } // namespace pgcoro::detail
