@@ -19,7 +19,7 @@ tsan)
     flags="thread"
     targets=(pgcoro_integration_tests)
     filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.)|cluster\.)'
-    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
     ;;
 *)
     echo "unknown sanitizer: $kind" >&2
