@@ -460,10 +460,8 @@ private:
     asio::awaitable<wait_result> wait(asio::posix::stream_descriptor::wait_type w,
                                       bool honour_cancel = true)
     {
-        if (close_requested_)
-            co_return wait_result::closed;
-        if (deadline_->hit)
-            co_return wait_result::deadline;
+        if (auto s = stopped(); s != wait_result::ready)
+            co_return s;
         if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
             co_return wait_result::cancelled;
         boost::system::error_code ec;
@@ -480,10 +478,8 @@ private:
     // the server may be blocked sending to us, so we must keep reading (libpq manual 34.4).
     asio::awaitable<wait_result> wait_read_or_write(bool honour_cancel = true)
     {
-        if (close_requested_)
-            co_return wait_result::closed;
-        if (deadline_->hit)
-            co_return wait_result::deadline;
+        if (auto s = stopped(); s != wait_result::ready)
+            co_return s;
         if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
             co_return wait_result::cancelled;
         using sd = asio::posix::stream_descriptor;
@@ -495,14 +491,24 @@ private:
         co_return classify(order[0] == 0 ? ec_read : ec_write);
     }
 
+    // What has already ended the operation's waiting: the owner's close, then our deadline;
+    // `ready` when neither has.
+    wait_result stopped() const noexcept
+    {
+        return close_requested_ ? wait_result::closed
+               : deadline_->hit ? wait_result::deadline
+                                : wait_result::ready;
+    }
+
     wait_result classify(const boost::system::error_code& ec) const
     {
         if (!ec)
             return wait_result::ready;
         if (ec == asio::error::operation_aborted)
-            return close_requested_ ? wait_result::closed
-                   : deadline_->hit ? wait_result::deadline
-                                    : wait_result::cancelled;
+        {
+            const auto s = stopped();
+            return s != wait_result::ready ? s : wait_result::cancelled;
+        }
         return wait_result::failed;
     }
 
@@ -731,8 +737,8 @@ private:
             }
             // wait(sd::wait_read), inline: the deferred async_wait needs no coroutine frame,
             // so a statement in steady state allocates none beyond Asio's recycled ones.
-            wait_result w = close_requested_ ? wait_result::closed : wait_result::deadline;
-            if (!close_requested_ && !deadline_->hit)
+            wait_result w = stopped();
+            if (w == wait_result::ready)
             {
                 if (cancelled(co_await asio::this_coro::cancellation_state))
                     w = wait_result::cancelled;
