@@ -129,7 +129,40 @@ if command -v strace >/dev/null; then
             printf "2 %-16s %16.2f %16.2f %16.2f\n", "total/query", tot[1], tot[2], tot[3]
         }' | sort -k1,1n -k2,2 | sed 's/^[0-9] /  /'
     echo "  (err = calls that failed, e.g. recvfrom EAGAIN. pgcoro waits for readiness before it"
-    echo "   reads; Asio re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on every async_wait.)"
+    echo "   reads: one epoll_wait per statement when a single client runs. A statement's first"
+    echo "   wait is pgcoro's edge-triggered response wait, without the epoll_ctl(EPOLL_CTL_MOD)"
+    echo "   that Asio's async_wait makes; detail/pq_socket.hpp.)"
+
+    # The configuration of the throughput targets: 10 clients, prepared statements.
+    echo
+    echo "== 3b. the same, 10 clients: pgcoro 10 coroutines on 10 connections with the statement"
+    echo "   cache, pgbench -c 10 -j 2 -M prepared; run($((N + 10))) - run(10) queries"
+    for n in 10 $((N + 10)); do
+        st_run pgcoro10 $n "$driver" --workload=W1 -c 10 -p 10 --statement-cache=16 -n $n -w 0 \
+            --format=result
+        st_run prep10 $n "$pgbench" -n -c 10 -j 2 -t $((n / 10)) -M prepared -f "$work/w1.sql" "$url"
+    done
+    for name in pgcoro10 prep10; do
+        st_table "$work/st_${name}_10" | sed "s/^/$name A /"
+        st_table "$work/st_${name}_$((N + 10))" | sed "s/^/$name B /"
+    done | awk -v n=$N '
+        { k = $3; key[k] = 1; v[$1, $2, k] = $4; e[$1, $2, k] = $5 }
+        END {
+            printf "0 %-16s %16s %16s\n", "syscall", "pgcoro", "pgbench prep"
+            split("pgcoro10 prep10", names, " ")
+            for (k in key) {
+                line = sprintf("1 %-16s", k); keep = 0
+                for (j = 1; j <= 2; j++) {
+                    d = (v[names[j], "B", k] - v[names[j], "A", k]) / n
+                    de = (e[names[j], "B", k] - e[names[j], "A", k]) / n
+                    tot[j] += d
+                    if (d >= 0.005) keep = 1
+                    line = line sprintf(" %16s", de >= 0.005 ? sprintf("%.2f (%.2f err)", d, de) : sprintf("%.2f", d))
+                }
+                if (keep) print line
+            }
+            printf "2 %-16s %16.2f %16.2f\n", "total/query", tot[1], tot[2]
+        }' | sort -k1,1n -k2,2 | sed 's/^[0-9] /  /'
 else
     echo "== 3. strace not installed: skipped"
 fi

@@ -12,7 +12,7 @@ kind=${1:?usage: sanitize.sh asan|tsan}
 case "$kind" in
 asan)
     flags="address,undefined"
-    targets=(pgcoro_unit_tests pgcoro_integration_tests pgcoro_tls_tests pgcoro_pgbouncer_tests)
+    targets=(pgcoro_unit_tests pgcoro_pq_socket_portable_tests pgcoro_integration_tests pgcoro_tls_tests pgcoro_pgbouncer_tests)
     filter='^(unit|integration|cluster|tls|tls_cluster|pgbouncer)\.'
     ;;
 tsan)

@@ -322,6 +322,41 @@ TEST(Query, AffectedRowsAndCommandTag)
         }());
 }
 
+TEST(Query, ResponsesThatArriveInPiecesAreReadWhole)
+{
+    // A result of megabytes reaches the socket in many pieces, and libpq reads a part of what
+    // is there at a time: the statement's first wait is the edge-triggered response wait, the
+    // rest must see data that is already waiting. Small statements in between start from
+    // every state the reactor can be left in. A wrong wait hangs: the 10 s deadline fails it.
+    asio::io_context io;
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto c = co_await pgcoro::open_connection(io.get_executor(), test_server::get().tcp());
+            PGCORO_CO_ASSERT(c.has_value());
+            const pgcoro::query_options within{10s};
+            for (int round = 0; round < 6; ++round)
+            {
+                const int rows = 50 + 50 * round;
+                auto big = co_await c->query(
+                    within, "SELECT g, repeat(md5(g::text), 1000) FROM generate_series(1, $1) g",
+                    rows);
+                PGCORO_CO_ASSERT(big.has_value());
+                PGCORO_CO_ASSERT(big->size() == static_cast<std::size_t>(rows));
+                std::size_t bytes = 0;
+                for (auto row : *big)
+                    bytes += row.get<std::string_view>(1).value().size();
+                EXPECT_EQ(bytes, static_cast<std::size_t>(rows) * 32000u);
+                for (int k = 0; k < 3; ++k)
+                {
+                    auto small = co_await c->query(within, "SELECT $1::int", round * 10 + k);
+                    PGCORO_CO_ASSERT(small.has_value());
+                    EXPECT_EQ(small->get<int>(0, 0).value(), round * 10 + k);
+                }
+            }
+        }());
+}
+
 TEST(Query, TimeoutCancelsOnTheServerAndTheConnectionStaysUsable)
 {
     asio::io_context io;

@@ -8,6 +8,7 @@
 #include <pgcoro/detail/param_pack.hpp>
 #include <pgcoro/detail/pq_error.hpp>
 #include <pgcoro/detail/pq_handles.hpp>
+#include <pgcoro/detail/pq_socket.hpp>
 #include <pgcoro/detail/statement_cache.hpp>
 #include <pgcoro/detail/text_codec.hpp>
 #include <pgcoro/error.hpp>
@@ -24,7 +25,6 @@
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -42,6 +42,7 @@
 #include <string>
 #include <string_view>
 #include <unistd.h>
+#include <utility>
 
 namespace pgcoro::detail
 {
@@ -77,7 +78,7 @@ class connection_impl
     {
         std::atomic<unsigned> generation{0};
         std::atomic<bool> hit{false};
-        asio::posix::stream_descriptor* socket = nullptr;
+        pq_socket* socket = nullptr;
         asio::ip::tcp::resolver* resolver = nullptr;
     };
 
@@ -138,8 +139,7 @@ public:
             return;
         }
         close_requested_ = true;
-        boost::system::error_code ignored;
-        socket_.cancel(ignored);
+        socket_.cancel();
         resolver_.cancel();
         if (drain_timer_)
             drain_timer_->cancel();
@@ -457,8 +457,7 @@ private:
     // Waits for the socket to become readable or writable. `honour_cancel` is false while
     // draining after a cancellation: then only our own deadline ends the wait. The statement
     // loop in finish_statement() does the same inline (one coroutine frame less per wait).
-    asio::awaitable<wait_result> wait(asio::posix::stream_descriptor::wait_type w,
-                                      bool honour_cancel = true)
+    asio::awaitable<wait_result> wait(pq_socket::wait_type w, bool honour_cancel = true)
     {
         if (auto s = stopped(); s != wait_result::ready)
             co_return s;
@@ -482,7 +481,7 @@ private:
             co_return s;
         if (honour_cancel && cancelled(co_await asio::this_coro::cancellation_state))
             co_return wait_result::cancelled;
-        using sd = asio::posix::stream_descriptor;
+        using sd = pq_socket;
         auto [order, ec_read, ec_write] =
             co_await asio::experimental::make_parallel_group(
                 socket_.async_wait(sd::wait_read, asio::deferred),
@@ -603,7 +602,7 @@ private:
                 break;
             if (st == PGRES_POLLING_FAILED)
                 co_return connect_failure(where, cfg.sslmode);
-            using sd = asio::posix::stream_descriptor;
+            using sd = pq_socket;
             auto w = co_await wait(st == PGRES_POLLING_READING ? sd::wait_read : sd::wait_write);
             if (w == wait_result::deadline)
             {
@@ -696,7 +695,7 @@ private:
     asio::awaitable<expected<result>> finish_statement(std::chrono::milliseconds timeout)
     {
         arm(timeout);
-        using sd = asio::posix::stream_descriptor;
+        using sd = pq_socket;
         PGconn* c = conn_.get();
         for (;;)
         {
@@ -725,6 +724,7 @@ private:
 
         std::optional<result> ok;
         std::optional<error> err;
+        bool first_wait = true; // the statement is sent: its response is new data (an edge)
         for (;;)
         {
             if (!PQisBusy(c))
@@ -736,12 +736,20 @@ private:
                 continue;
             }
             // wait(sd::wait_read), inline: the deferred async_wait needs no coroutine frame,
-            // so a statement in steady state allocates none beyond Asio's recycled ones.
+            // so a statement in steady state allocates none beyond Asio's recycled ones. The
+            // first wait is async_wait_response (no epoll_ctl); the rest of a response that
+            // came in pieces may already be there, which only async_wait sees.
             wait_result w = stopped();
             if (w == wait_result::ready)
             {
                 if (cancelled(co_await asio::this_coro::cancellation_state))
                     w = wait_result::cancelled;
+                else if (std::exchange(first_wait, false))
+                {
+                    auto [ec] =
+                        co_await socket_.async_wait_response(asio::as_tuple(asio::deferred));
+                    w = classify(ec);
+                }
                 else
                 {
                     auto [ec] =
@@ -830,7 +838,7 @@ private:
         sig->timer.expires_after(cancel_timeout_);
         start_cancel(sig);
 
-        using sd = asio::posix::stream_descriptor;
+        using sd = pq_socket;
         PGconn* c = conn_.get();
         bool drained = false;
         sqlstate server_state;
@@ -895,7 +903,7 @@ private:
     asio::any_io_executor ex_;
     asio::any_io_executor op_ex_; // executor of the coroutine running the current operation
     pgconn_ptr conn_;
-    asio::posix::stream_descriptor socket_; // a dup of PQsocket(); ours to close
+    pq_socket socket_; // a dup of PQsocket(); ours to close
     asio::steady_timer timer_;
     asio::ip::tcp::resolver resolver_;
     std::shared_ptr<deadline_state> deadline_;
