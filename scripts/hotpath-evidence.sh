@@ -102,32 +102,41 @@ if command -v strace >/dev/null; then
         shift 2
         strace -c -f -o "$work/st_${name}_$n" "$@" >/dev/null 2>&1
     }
+    # st_report A B "names" "headers|..": per-query calls of each syscall, run(B) - run(A)
+    st_report() {
+        local a=$1 b=$2 name
+        for name in $3; do
+            st_table "$work/st_${name}_$a" | sed "s/^/$name A /"
+            st_table "$work/st_${name}_$b" | sed "s/^/$name B /"
+        done | awk -v n=$((b - a)) -v names="$3" -v heads="$4" '
+            { k = $3; key[k] = 1; v[$1, $2, k] = $4; e[$1, $2, k] = $5 }
+            END {
+                m = split(names, nm, " "); split(heads, hd, "|")
+                line = sprintf("0 %-16s", "syscall")
+                for (j = 1; j <= m; j++) line = line sprintf(" %16s", hd[j])
+                print line
+                for (k in key) {
+                    line = sprintf("1 %-16s", k); keep = 0
+                    for (j = 1; j <= m; j++) {
+                        d = (v[nm[j], "B", k] - v[nm[j], "A", k]) / n
+                        de = (e[nm[j], "B", k] - e[nm[j], "A", k]) / n
+                        tot[j] += d
+                        if (d >= 0.005) keep = 1
+                        line = line sprintf(" %16s", de >= 0.005 ? sprintf("%.2f (%.2f err)", d, de) : sprintf("%.2f", d))
+                    }
+                    if (keep) print line
+                }
+                line = sprintf("2 %-16s", "total/query")
+                for (j = 1; j <= m; j++) line = line sprintf(" %16.2f", tot[j])
+                print line
+            }' | sort -k1,1n -k2,2 | sed 's/^[0-9] /  /'
+    }
     for n in 1 $((N + 1)); do
         st_run pgcoro $n "$driver" --workload=W1 -c 1 -p 1 -n $n -w 0 --format=result
         st_run ext $n "$pgbench" -n -c 1 -j 1 -t $n -M extended -f "$work/w1.sql" "$url"
         st_run prep $n "$pgbench" -n -c 1 -j 1 -t $n -M prepared -f "$work/w1.sql" "$url"
     done
-    for name in pgcoro ext prep; do
-        st_table "$work/st_${name}_1" | sed "s/^/$name A /"
-        st_table "$work/st_${name}_$((N + 1))" | sed "s/^/$name B /"
-    done | awk -v n=$N '
-        { k = $3; key[k] = 1; v[$1, $2, k] = $4; e[$1, $2, k] = $5 }
-        END {
-            printf "0 %-16s %16s %16s %16s\n", "syscall", "pgcoro", "pgbench ext", "pgbench prep"
-            split("pgcoro ext prep", names, " ")
-            for (k in key) {
-                line = sprintf("1 %-16s", k); keep = 0
-                for (j = 1; j <= 3; j++) {
-                    d = (v[names[j], "B", k] - v[names[j], "A", k]) / n
-                    de = (e[names[j], "B", k] - e[names[j], "A", k]) / n
-                    tot[j] += d
-                    if (d >= 0.005) keep = 1
-                    line = line sprintf(" %16s", de >= 0.005 ? sprintf("%.2f (%.2f err)", d, de) : sprintf("%.2f", d))
-                }
-                if (keep) print line
-            }
-            printf "2 %-16s %16.2f %16.2f %16.2f\n", "total/query", tot[1], tot[2], tot[3]
-        }' | sort -k1,1n -k2,2 | sed 's/^[0-9] /  /'
+    st_report 1 $((N + 1)) "pgcoro ext prep" "pgcoro|pgbench ext|pgbench prep"
     echo "  (err = calls that failed, e.g. recvfrom EAGAIN. pgcoro waits for readiness before it"
     echo "   reads: one epoll_wait per statement when a single client runs. A statement's first"
     echo "   wait is pgcoro's edge-triggered response wait, without the epoll_ctl(EPOLL_CTL_MOD)"
@@ -142,27 +151,7 @@ if command -v strace >/dev/null; then
             --format=result
         st_run prep10 $n "$pgbench" -n -c 10 -j 2 -t $((n / 10)) -M prepared -f "$work/w1.sql" "$url"
     done
-    for name in pgcoro10 prep10; do
-        st_table "$work/st_${name}_10" | sed "s/^/$name A /"
-        st_table "$work/st_${name}_$((N + 10))" | sed "s/^/$name B /"
-    done | awk -v n=$N '
-        { k = $3; key[k] = 1; v[$1, $2, k] = $4; e[$1, $2, k] = $5 }
-        END {
-            printf "0 %-16s %16s %16s\n", "syscall", "pgcoro", "pgbench prep"
-            split("pgcoro10 prep10", names, " ")
-            for (k in key) {
-                line = sprintf("1 %-16s", k); keep = 0
-                for (j = 1; j <= 2; j++) {
-                    d = (v[names[j], "B", k] - v[names[j], "A", k]) / n
-                    de = (e[names[j], "B", k] - e[names[j], "A", k]) / n
-                    tot[j] += d
-                    if (d >= 0.005) keep = 1
-                    line = line sprintf(" %16s", de >= 0.005 ? sprintf("%.2f (%.2f err)", d, de) : sprintf("%.2f", d))
-                }
-                if (keep) print line
-            }
-            printf "2 %-16s %16.2f %16.2f\n", "total/query", tot[1], tot[2]
-        }' | sort -k1,1n -k2,2 | sed 's/^[0-9] /  /'
+    st_report 10 $((N + 10)) "pgcoro10 prep10" "pgcoro|pgbench prep"
 else
     echo "== 3. strace not installed: skipped"
 fi
