@@ -421,8 +421,9 @@ struct snapshot
 enum phase : int
 {
     warming = 0,
-    measuring = 1,
-    done = 2
+    starting = 1, // one thread is taking the start snapshot: the others wait for `measuring`
+    measuring = 2,
+    done = 3
 };
 
 // FIFO check of acquire grants. Every acquire() call takes the next ticket; a grant (or a
@@ -490,12 +491,16 @@ struct run_state
 
     void begin_measure(clock_type::time_point now)
     {
+        // Publish `measuring` only once measure_end is set: another io thread that saw it
+        // earlier compared with a zero measure_end and ended the window at once.
         int expected = warming;
-        if (!ph.compare_exchange_strong(expected, measuring))
+        if (!ph.compare_exchange_strong(expected, starting))
             return;
         begin = snapshot::take();
         measure_end = now + std::chrono::duration_cast<clock_type::duration>(
                                 std::chrono::duration<double>(opt.duration));
+        expected = starting;
+        ph.compare_exchange_strong(expected, measuring, std::memory_order_acq_rel);
     }
     void end_measure()
     {
