@@ -3,7 +3,8 @@
 #define PGCORO_CONNECTION_HPP
 
 #include <pgcoro/connect_config.hpp>
-#include <pgcoro/detail/connection_impl.hpp>
+#include <pgcoro/detail/param_pack.hpp>
+#include <pgcoro/detail/pq_engine.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/observer.hpp>
 #include <pgcoro/result.hpp>
@@ -21,11 +22,6 @@
 namespace pgcoro
 {
 
-namespace detail
-{
-class pipeline_state;
-} // namespace detail
-
 /// Per-call options for connection::query().
 struct query_options
 {
@@ -37,34 +33,44 @@ struct query_options
 /// A notice or warning the server sent (RAISE NOTICE, deprecation warnings, ...).
 using notice = detail::notice;
 
-/// One PostgreSQL connection. Every operation is a coroutine on the connection's executor and
-/// never blocks it: host names are resolved on Asio's resolver thread, the connect handshake is
-/// PQconnectPoll driven by socket readiness, statements are PQsendQueryParams plus
-/// PQflush/PQconsumeInput, and a cancel runs PQcancel on a helper thread.
+/// One PostgreSQL connection. No operation blocks the event loop: host names are resolved and
+/// cancel requests sent on pgcoro's small pool of helper threads (detail/blocking_calls.hpp:
+/// at most 8 threads, results abandoned at the caller's deadline), the connect handshake is
+/// PQconnectPoll driven by socket readiness, statements go through libpq's pipeline mode
+/// (PQsendQueryParams / PQsendQueryPrepared, PQflush, PQconsumeInput).
 ///
-/// Thread safety: one operation at a time (a second concurrent one fails with `busy`). On a
-/// multi-threaded io_context give the connection a strand as its executor.
+/// Thread safety: one operation at a time (a second concurrent one fails with `busy`); all
+/// calls on one connection from one thread at a time (on a multi-threaded io_context: from
+/// coroutines on one strand, or one at a time in sequence, as a pool lease does).
 class connection
 {
 public:
     using executor_type = boost::asio::any_io_executor;
 
     /// A closed connection that will run its operations on `ex` (an executor or a strand).
-    explicit connection(executor_type ex)
-        : impl_(std::make_unique<detail::connection_impl>(std::move(ex)))
+    explicit connection(executor_type ex) : e_(std::make_shared<detail::pq_engine>(std::move(ex)))
     {
     }
-    connection(connection&&) noexcept = default;
+    /// Takes over `other`'s connection; `other` is left closed.
+    connection(connection&& other) noexcept = default;
     /// Closes this connection (as close() does) and takes over `other`'s.
     connection& operator=(connection&& other) noexcept
     {
         if (this != &other)
-            detail::connection_impl::dispose(std::exchange(impl_, std::move(other.impl_)));
+        {
+            if (e_)
+                e_->close_by_owner();
+            e_ = std::move(other.e_);
+        }
         return *this;
     }
     /// Closes the connection. Destroying it while one of its operations is pending is safe:
     /// that operation ends at once (as after close()) and the rest is freed when it does.
-    ~connection() { detail::connection_impl::dispose(std::move(impl_)); }
+    ~connection()
+    {
+        if (e_)
+            e_->close_by_owner();
+    }
 
     /// Opens the connection: for each configured host, resolves it asynchronously (numeric
     /// addresses and unix-socket directories skip DNS) and tries each address in turn.
@@ -75,12 +81,12 @@ public:
     ///   password, 53300 too many clients, 3D000 no database), `timeout` when
     ///   cfg.connect_timeout passed, `cancelled` when the awaiting coroutine was cancelled.
     /// Cancellation: terminal, partial and total; the attempt is abandoned and closed.
-    /// Resumes on: the connection's executor.
+    /// Resumes on: the awaiting coroutine's executor.
     /// Lifetime: `cfg` is copied; closing or destroying the connection meanwhile ends the
     ///   operation with `cancelled`.
     boost::asio::awaitable<expected<void>> connect(const connect_config& cfg)
     {
-        return impl_->connect(cfg);
+        return detail::pq_engine::connect(e_, cfg);
     }
 
     /// Runs one SQL statement with parameters `$1..$n` sent separately from the text (never
@@ -91,12 +97,15 @@ public:
     /// Errors: `query_failed` with SQLSTATE and message (the connection stays usable);
     ///   `connection_lost` when the connection broke (it is closed); `timeout` when the query
     ///   timeout passed; `cancelled` when the awaiting coroutine was cancelled;
-    ///   `invalid_argument` for a parameter with an embedded NUL; `busy` when another operation
-    ///   is running.
-    /// Cancellation: terminal, partial and total. The server is asked to cancel the statement
-    ///   (without blocking the executor) and the connection is drained, so it is usable for the
-    ///   next statement; if that takes longer than cancel_timeout the connection is closed.
-    /// Resumes on: the connection's executor.
+    ///   `invalid_argument` for a parameter with an embedded NUL, or a COPY statement;
+    ///   `busy` when another operation is running.
+    /// Cancellation: terminal and partial (not total: a statement being cancelled may still
+    ///   have committed). At the deadline or on cancellation the call returns at once; the
+    ///   server is asked to cancel the statement (on a helper thread) and its results are
+    ///   discarded by the connection's next operation, which first waits (within
+    ///   cancel_timeout, and within its own deadline) until the connection is clean, else
+    ///   closes it and fails with `connection_lost`.
+    /// Resumes on: the awaiting coroutine's executor.
     /// Lifetime: parameters are copied into the operation (so `return c.query(sql, x + 1);`
     ///   from a lambda is safe), except views: `sql` and std::string_view / const char*
     ///   parameters must stay valid until the operation completes (string literals always do).
@@ -105,7 +114,8 @@ public:
     requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
         boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
     {
-        return impl_->query(query_options{}.timeout, sql, std::move(params)...);
+        return detail::pq_engine::query(e_, std::chrono::milliseconds(0), sql,
+                                        std::move(params)...);
     }
 
     /// query() with per-call options (a timeout for this statement).
@@ -114,32 +124,50 @@ public:
         boost::asio::awaitable<expected<result>> query(const query_options& opts,
                                                        std::string_view sql, Params... params)
     {
-        return impl_->query(opts.timeout, sql, std::move(params)...);
+        return detail::pq_engine::query(e_, opts.timeout, sql, std::move(params)...);
     }
 
     /// Closes the connection: stops watching the socket, then PQfinish. Idempotent. While an
     /// operation is pending (from another coroutine) it ends at once, a query with
     /// `connection_lost` (its statement is cancelled on the server), a connect with
     /// `cancelled`, and the close completes as it returns.
-    void close() noexcept { impl_->close_by_owner(); }
+    void close() noexcept
+    {
+        if (e_)
+            e_->close_by_owner();
+    }
+
+    /// True when no timed-out or cancelled statement is left to finish: the next operation
+    /// starts at once (else it first finishes that one: see query()).
+    bool settled() const noexcept { return !e_ || e_->settled(); }
+    /// Finishes what a timed-out or cancelled statement left (its cancel request, its
+    /// results) within `budget`; else closes the connection and fails (`connection_lost`,
+    /// `timeout`). Pools call it before they reuse a returned connection.
+    /// Cancellation: terminal (the connection is then closed). Resumes on: the awaiting
+    /// coroutine's executor.
+    boost::asio::awaitable<expected<void>> settle(std::chrono::milliseconds budget)
+    {
+        return detail::pq_engine::settle_within(e_, budget);
+    }
 
     /// True when connected and libpq reports the connection OK.
-    bool is_open() const noexcept { return impl_->is_open(); }
+    bool is_open() const noexcept { return e_ && e_->is_open(); }
     /// libpq's transaction status (PQTRANS_IDLE, PQTRANS_INTRANS, PQTRANS_INERROR, ...).
     PGTransactionStatusType transaction_status() const noexcept
     {
-        return impl_->transaction_status();
+        return e_ ? e_->transaction_status() : PQTRANS_UNKNOWN;
     }
     /// How many named prepared statements the statement cache holds on the server now
     /// (connect_config::statement_cache_size; always 0 when the cache is off).
-    std::size_t prepared_statements() const noexcept { return impl_->prepared_statements(); }
+    std::size_t prepared_statements() const noexcept { return e_ ? e_->prepared_statements() : 0; }
     /// The server process id serving this connection (pgbouncer's key data behind pgbouncer);
     /// 0 when closed.
-    int backend_pid() const noexcept { return impl_->backend_pid(); }
+    int backend_pid() const noexcept { return e_ ? e_->backend_pid() : 0; }
     /// Receives the server's notices; by default they are dropped (never printed to stderr).
     void set_notice_handler(std::function<void(const notice&)> h)
     {
-        impl_->set_notice_handler(std::move(h));
+        if (e_)
+            e_->set_notice_handler(std::move(h));
     }
     /// Reports every statement query() runs to `o` (on_query_finished, and on_slow_query when
     /// it took `slow_threshold` or longer; 0 = never slow); nullptr stops reporting. `o` must
@@ -147,17 +175,24 @@ public:
     /// connections themselves.
     void set_observer(observer* o, std::chrono::milliseconds slow_threshold = {}) noexcept
     {
-        impl_->set_observer(o, slow_threshold);
+        if (e_)
+            e_->set_observer(o, slow_threshold);
     }
     /// The executor the connection's operations run on.
-    executor_type get_executor() const noexcept { return impl_->get_executor(); }
+    executor_type get_executor() const noexcept
+    {
+        return e_ ? e_->get_executor() : executor_type();
+    }
     /// The PGconn, for what pgcoro does not wrap; owned by this connection. Do not call
     /// blocking libpq functions on it.
-    PGconn* native_handle() const noexcept { return impl_->native_handle(); }
+    PGconn* native_handle() const noexcept { return e_ ? e_->native_handle() : nullptr; }
+
+    /// The connection's libpq engine, for front ends that take it over
+    /// (pipelined_connection::adopt()); this connection is left closed.
+    std::shared_ptr<detail::pq_engine> take_engine() && noexcept { return std::move(e_); }
 
 private:
-    friend class detail::pipeline_state; // takes over the session's statement cache
-    std::unique_ptr<detail::connection_impl> impl_;
+    std::shared_ptr<detail::pq_engine> e_; // null once moved from
 };
 
 /// Creates a connection on `ex` and connects it with `cfg` (see connection::connect()).

@@ -28,7 +28,7 @@ enum class acquire_outcome
     waited,    ///< served after waiting for a release or a connect
     timed_out, ///< failed with pool_timeout after acquire_timeout
     cancelled, ///< the caller cancelled the wait
-    rejected,  ///< refused at once: too_many_waiters or pool_closed
+    rejected,  ///< refused: too_many_waiters, pool_closed, or a connect error retrying cannot fix
 };
 
 /// "immediate", "waited", "timed_out", "cancelled" or "rejected".

@@ -5,7 +5,7 @@
 
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
-#include <pgcoro/detail/pipeline_impl.hpp>
+#include <pgcoro/detail/pq_shared.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/result.hpp>
 
@@ -79,7 +79,10 @@ public:
         s.resend_rolled_back = cfg.resend_rolled_back;
         s.query_timeout = cfg.query_timeout;
         s.cancel_timeout = cfg.cancel_timeout;
-        auto st = std::make_shared<detail::pipeline_state>(std::move(c), s);
+        auto e = std::move(c).take_engine();
+        if (!e)
+            return fail(errc::connection_lost, "connection was moved from");
+        auto st = std::make_shared<detail::pq_shared>(std::move(e), s);
         if (auto r = st->start(); !r)
         {
             st->close(r.error());
@@ -117,8 +120,8 @@ public:
     ///   connection is closed. `connection_lost` when the connection broke or was closed: every
     ///   pending statement fails with it (outcome unknown for those already sent).
     ///   `invalid_argument` for a bad parameter or for transaction control (BEGIN).
-    /// Cancellation: terminal, partial and total, as described under Errors; the connection
-    ///   stays usable for the other callers.
+    /// Cancellation: terminal and partial, as described under Errors (not total: a statement
+    ///   whose caller left may still commit); the connection stays usable for the others.
     /// Resumes on: the awaiting coroutine's executor (which must be get_executor()).
     /// Lifetime: parameters are copied into the operation; `sql` and string_view /
     ///   const char* parameters must stay valid until it completes (a statement may be sent
@@ -169,10 +172,8 @@ public:
     }
 
 private:
-    explicit pipelined_connection(std::shared_ptr<detail::pipeline_state> st) : st_(std::move(st))
-    {
-    }
-    std::shared_ptr<detail::pipeline_state> st_;
+    explicit pipelined_connection(std::shared_ptr<detail::pq_shared> st) : st_(std::move(st)) {}
+    std::shared_ptr<detail::pq_shared> st_;
 };
 
 /// Connects with `cfg` (see connection::connect()) on `ex` and switches to pipeline mode.

@@ -76,7 +76,9 @@ public:
     /// Errors: `pool_timeout` after acquire_timeout, with size, in-use, idle, connecting,
     ///   waiters, time waited, where the oldest lease was taken and the last connect error;
     ///   `too_many_waiters` at once when max_waiters are already waiting; `pool_closed`;
-    ///   `cancelled`.
+    ///   `cancelled`; a connect's own error (e.g. connect_failed with 28P01), not transient,
+    ///   as soon as a connect fails in a way retrying cannot fix (authentication, TLS,
+    ///   unknown database, configuration).
     /// Cancellation: terminal, partial and total; a cancelled waiter leaves the queue at once.
     /// Resumes on: the caller's executor.
     /// Lifetime: the pool may be destroyed while the operation is pending (it then fails with

@@ -23,15 +23,16 @@ struct pool_stats
     std::uint64_t acquired_after_wait = 0;  ///< acquires that had to wait
     std::uint64_t timed_out = 0;            ///< acquires that failed with pool_timeout
     std::uint64_t cancelled = 0;            ///< waiting acquires cancelled by their caller
-    std::uint64_t rejected = 0;             ///< acquires refused: too_many_waiters or pool_closed
-    std::uint64_t opened = 0;               ///< successful connects
-    std::uint64_t connect_failures = 0;     ///< failed connects
-    std::uint64_t closed_idle = 0;          ///< closed after idle_timeout
-    std::uint64_t closed_lifetime = 0;      ///< closed after max_lifetime
-    std::uint64_t closed_broken = 0;        ///< closed because broken or returned mid-statement
-    std::uint64_t closed_validation = 0;    ///< closed because a validation ping failed
-    std::uint64_t closed_shutdown = 0;      ///< closed by close() or the pool's destruction
-    std::uint64_t leaks_reported = 0;       ///< leases reported as held past leak_threshold
+    std::uint64_t rejected = 0; ///< acquires refused: too_many_waiters, pool_closed, or a connect
+                                ///< error retrying cannot fix
+    std::uint64_t opened = 0;   ///< successful connects
+    std::uint64_t connect_failures = 0;  ///< failed connects
+    std::uint64_t closed_idle = 0;       ///< closed after idle_timeout
+    std::uint64_t closed_lifetime = 0;   ///< closed after max_lifetime
+    std::uint64_t closed_broken = 0;     ///< closed because broken or returned mid-statement
+    std::uint64_t closed_validation = 0; ///< closed because a validation ping failed
+    std::uint64_t closed_shutdown = 0;   ///< closed by close() or the pool's destruction
+    std::uint64_t leaks_reported = 0;    ///< leases reported as held past leak_threshold
 
     /// One line, "size=3 idle=2 leased=1 ...", for logs and test output.
     friend std::ostream& operator<<(std::ostream& os, const pool_stats& s)

@@ -25,7 +25,7 @@ TEST(FaultBlackhole, StalledQueryFailsAtItsDeadlineAndThePoolRecovers)
     constexpr auto query_timeout = 500ms;
     constexpr auto cancel_timeout = 50ms;
     // io before proxy: the proxy is destroyed first, which releases a PQcancel still blocked on
-    // a stalled connection, so ~io_context (joining pgcoro's cancel thread) cannot hang.
+    // a stalled connection (its helper thread then ends; ~io_context does not wait for it).
     asio::io_context io;
     fault_proxy proxy;
     lag_probe probe(io.get_executor());
@@ -64,14 +64,17 @@ TEST(FaultBlackhole, StalledQueryFailsAtItsDeadlineAndThePoolRecovers)
                 EXPECT_LE(took, query_timeout + 100ms)
                     << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                     << " ms (cancel_timeout " << cancel_timeout.count() << " ms)";
-                EXPECT_FALSE((*l)->is_open()) << "a connection whose cancel never completed "
-                                                 "must be closed, not reused";
-                // The cancel request went to the address libpq used: the proxy.
-                EXPECT_EQ(proxy.accepted(), accepted_before + 1);
+                // The call returns at its deadline; the cancel runs off the caller's path
+                // (issue 18, finding 9: 15aed96 returned after the cancel round, closed).
+                EXPECT_FALSE((*l)->settled());
                 const auto broken_before = pool.stats().closed_broken;
                 l->release();
-                co_await sleep_for(10ms);
+                // The pool finishes it in the background: the cancel never completes, so the
+                // connection is closed at cancel_timeout, not reused.
+                co_await sleep_for(cancel_timeout + 100ms);
                 EXPECT_EQ(pool.stats().closed_broken, broken_before + 1) << pool.stats();
+                // The cancel request went to the address libpq used: the proxy.
+                EXPECT_EQ(proxy.accepted(), accepted_before + 1);
                 EXPECT_TRUE(connections_conserved(pool.stats()));
 
                 // Units of work attempted in the dark fail (connect_timeout), nothing hangs.

@@ -119,8 +119,10 @@ TEST(FaultMisuse, CancelledWhileReadingReturnsTheConnectionOnce)
                 EXPECT_FALSE(job.thrown);
                 PGCORO_CO_ASSERT(outcome.has_value() && !outcome->has_value());
                 EXPECT_TRUE(outcome->error().is(errc::cancelled)) << outcome->error();
-                EXPECT_NE(outcome->error().message.find("cancelled on the server"),
-                          std::string::npos)
+                // Returned at once; the cancel runs off the caller's path and the pool
+                // finishes the connection before reusing it (issue 18, finding 9: 15aed96
+                // returned after the cancel round and said "cancelled on the server").
+                EXPECT_NE(outcome->error().message.find("cancel request sent"), std::string::npos)
                     << outcome->error();
                 co_await settle(pool);
                 auto s = pool.stats();

@@ -209,8 +209,11 @@ TEST(WithTimeout, PgSleepTimesOutAndConnectionIsReusable)
             EXPECT_TRUE(r.error().is(errc::timeout)) << r.error();
             EXPECT_LT(took, 10s);
             EXPECT_TRUE(c->is_open());
-            EXPECT_EQ(c->transaction_status(), PQTRANS_IDLE);
+            // The statement is being cancelled off the caller's path (issue 18, finding 9;
+            // 15aed96 returned after the cancel round, with the connection idle): the next
+            // statement first finishes it.
             EXPECT_EQ(co_await scalar(*c, "SELECT 7::bigint"), 7);
+            EXPECT_EQ(c->transaction_status(), PQTRANS_IDLE);
         }());
 }
 

@@ -144,6 +144,7 @@ public:
         // handler runs on the waiting coroutine's executor anyway, and a type-erased strand
         // would cost a heap allocation per waiter.
         pool_waiter w(strand_.get_inner_executor(), start + cfg_.acquire_timeout, loc);
+        waiter_membership member(*this, w); // unlinks `w` whatever ends this frame
         lock_type lk(mu_);
         if (may_wait_here())
         {
@@ -161,23 +162,28 @@ public:
 
         boost::system::error_code ec = asio::error::operation_aborted;
         auto cs = co_await asio::this_coro::cancellation_state;
-        if (w.assigned || w.closed || cs.cancelled() != asio::cancellation_type::none)
+        if (w.assigned || w.closed || w.failure || cs.cancelled() != asio::cancellation_type::none)
             lk.unlock();
         else
         {
             // A deferred operation, not use_awaitable: no coroutine frame for the wait itself.
             const auto token = asio::as_tuple(asio::deferred);
+            // mu_ stays locked until the wait has started, and is unlocked on the thread that
+            // locked it; `lk` lets go of it first, so the coroutine (which may resume on
+            // another thread before this returns) locks afresh and no lock object is shared.
+            lk.release();
             std::tie(ec) =
                 co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(
-                    [&w, &lk](auto handler)
+                    [&w, m = &mu_](auto handler)
                     {
                         w.timer.async_wait(std::move(handler));
-                        lk.unlock(); // on the thread that locked it: the coroutine just suspended
+                        m->unlock();
                     },
                     token);
         }
 
-        lk.lock();
+        lk = lock_type(mu_);
+        member.consumed = true;
         if (w.assigned)
         {
             ++totals_.acquired_after_wait;
@@ -190,6 +196,11 @@ public:
             ++totals_.rejected;
             co_return acquire_failed(acquire_outcome::rejected, start, loc,
                                      error(errc::pool_closed, "pool closed while waiting"));
+        }
+        if (w.failure)
+        {
+            ++totals_.rejected;
+            co_return acquire_failed(acquire_outcome::rejected, start, loc, std::move(*w.failure));
         }
         if (!ec)
         {
@@ -219,8 +230,8 @@ public:
             return false;
         std::lock_guard lk(mu_);
         const auto now = fast_now();
-        if (closed_ || now >= n->retire || !n->conn.is_open() ||
-            n->conn.transaction_status() != PQTRANS_IDLE)
+        if (closed_ || now >= n->retire || nodes_.size() > cfg_.max_size || !n->conn.is_open() ||
+            !n->conn.settled() || n->conn.transaction_status() != PQTRANS_IDLE)
             return false;
         report_release(n, now);
         if (hand_to_waiter(n, now)) // as make_available() would on the strand
@@ -237,6 +248,13 @@ public:
     {
         lock_type lk(mu_);
         report_release(n, clock::now());
+        dispose(n, broken);
+    }
+
+    // What becomes of a returned connection: reused, reset, settled, or closed.
+    void dispose(pool_node* n, bool broken)
+    {
+        lock_type lk(mu_);
         if (closed_)
         {
             close_node(n, close_reason::shutdown);
@@ -245,6 +263,14 @@ public:
         if (broken || !n->conn.is_open())
         {
             close_node(n, close_reason::broken);
+            return;
+        }
+        if (!n->conn.settled())
+        {
+            // A statement timed out or was cancelled: its cancel and its results are finished
+            // here, off the caller's path, before anyone else gets the connection.
+            n->state = node_state::resetting;
+            asio::co_spawn(strand_, settle(shared_from_this(), n), asio::detached);
             return;
         }
         switch (n->conn.transaction_status())
@@ -493,18 +519,42 @@ private:
                 break;
             if (needs_validation(*n, start))
             {
+                // Validation runs within the caller's deadline and ends with its cancellation:
+                // a cancelled or out-of-time acquire leaves the connection as it was.
+                const auto deadline = start + cfg_.acquire_timeout;
+                auto now = clock::now();
+                const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() !=
+                                       asio::cancellation_type::none;
+                if (cancelled || now >= deadline)
+                {
+                    n->state = node_state::idle; // idle_since unchanged: still due a validation
+                    idle_.push_back(n);
+                    update_gauges();
+                    co_return stop_enqueue(cancelled, start, loc);
+                }
                 n->state = node_state::validating;
                 update_gauges();
                 lk.unlock();
-                bool ok = co_await ping(*n);
+                const auto budget =
+                    std::min<clock::duration>(cfg_.validation_timeout, deadline - now);
+                bool ok = co_await ping(*n, std::chrono::ceil<std::chrono::milliseconds>(budget));
                 lk.lock();
                 if (closed_)
                 {
                     close_node(n, close_reason::shutdown);
                     continue; // rejected above
                 }
+                if ((co_await asio::this_coro::cancellation_state).cancelled() !=
+                    asio::cancellation_type::none)
+                {
+                    // Not the connection's fault: it is finished in the background (its ping
+                    // cancelled on the server) and goes back, or is closed if it broke.
+                    dispose(n, false);
+                    co_return stop_enqueue(true, start, loc);
+                }
                 if (!ok)
                 {
+                    // A ping that timed out closes its connection at once (no cancel round).
                     close_node(n, close_reason::validation_failed);
                     continue;
                 }
@@ -539,6 +589,21 @@ private:
         co_return nullptr;
     }
 
+    // enqueue() ends without a connection: cancelled by the caller, or out of time.
+    tl::unexpected<error> stop_enqueue(bool cancelled, clock::time_point start,
+                                       const pgcoro::source_location& loc)
+    {
+        if (cancelled)
+        {
+            ++totals_.cancelled;
+            return acquire_failed(acquire_outcome::cancelled, start, loc,
+                                  error(errc::cancelled, "acquire cancelled"));
+        }
+        auto e = timeout_error(clock::now() - start);
+        ++totals_.timed_out;
+        return acquire_failed(acquire_outcome::timed_out, start, loc, std::move(e));
+    }
+
     // A connection is ready: the first waiter gets it, else it goes on the idle stack.
     void make_available(pool_node* n)
     {
@@ -554,11 +619,73 @@ private:
             close_node(n, close_reason::lifetime);
             return;
         }
+        if (nodes_.size() > cfg_.max_size)
+        {
+            // set_max_size() shrank the pool while this one was leased.
+            close_node(n, close_reason::idle_timeout);
+            return;
+        }
         if (hand_to_waiter(n, now))
             return;
         n->state = node_state::idle;
         n->idle_since = now;
         idle_.push_back(n);
+        update_gauges();
+    }
+
+    // Keeps a waiter's queue membership tied to its frame: when the frame ends before the
+    // waiter was woken and looked (io_context destroyed, an exception), the waiter leaves the
+    // queue, and a connection assigned to it meanwhile is given back.
+    struct waiter_membership
+    {
+        waiter_membership(pool_core& c, pool_waiter& w) noexcept : core(c), waiter(w) {}
+        waiter_membership(const waiter_membership&) = delete;
+        waiter_membership& operator=(const waiter_membership&) = delete;
+        ~waiter_membership()
+        {
+            if (consumed)
+                return;
+            pool_node* n = nullptr;
+            {
+                lock_type lk(core.mu_);
+                core.waiters_.erase(&waiter);
+                core.update_gauges();
+                n = std::exchange(waiter.assigned, nullptr);
+            }
+            if (n)
+                core.give_back(n);
+        }
+        pool_core& core;
+        pool_waiter& waiter;
+        bool consumed = false; // the frame took the waiter's outcome itself
+    };
+
+    // A connection leased to a waiter that vanished: back to the pool, or closed. Never
+    // throws (it runs in destructors).
+    void give_back(pool_node* n) noexcept
+    {
+        try
+        {
+            if (!try_release(n, false))
+                asio::post(strand_, [self = shared_from_this(), n] { self->release(n, false); });
+        }
+        catch (...)
+        {
+            lock_type lk(mu_);
+            close_node(n, close_reason::broken);
+        }
+    }
+
+    // A connect failed in a way retrying cannot fix (authentication, TLS, an unknown database,
+    // configuration): the waiting acquires fail now with that error instead of waiting out
+    // acquire_timeout. With mu_ held.
+    void fail_waiters(const error& why)
+    {
+        while (pool_waiter* w = waiters_.pop_front())
+        {
+            w->failure = why;
+            w->timer.cancel();
+        }
         update_gauges();
     }
 
@@ -718,6 +845,8 @@ private:
                                                           r.error().message});
             self->last_error_ = std::move(r.error());
             ++self->totals_.connect_failures;
+            if (!self->last_error_->transient())
+                self->fail_waiters(*self->last_error_);
             ++self->consecutive_failures_;
             self->next_connect_at_ = clock::now() + refill_delay(self->consecutive_failures_,
                                                                  self->cfg_, uniform01(self->rng_));
@@ -741,10 +870,10 @@ private:
 
     // ---- validation, reset, maintenance -------------------------------------------------
 
-    asio::awaitable<bool> ping(pool_node& n)
+    asio::awaitable<bool> ping(pool_node& n, std::chrono::milliseconds budget)
     {
         // An empty statement is the cheapest full round trip (EmptyQueryResponse).
-        auto r = co_await n.conn.query(query_options{cfg_.validation_timeout}, "");
+        auto r = co_await n.conn.query(query_options{budget}, "");
         co_return r.has_value();
     }
 
@@ -757,9 +886,16 @@ private:
             self->close_node(n, close_reason::broken);
     }
 
+    static asio::awaitable<void> settle(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r =
+            co_await n->conn.settle(self->ccfg_.cancel_timeout + self->cfg_.validation_timeout);
+        self->dispose(n, !r);
+    }
+
     static asio::awaitable<void> keepalive(std::shared_ptr<pool_core> self, pool_node* n)
     {
-        bool ok = co_await self->ping(*n);
+        bool ok = co_await self->ping(*n, self->cfg_.validation_timeout);
         if (ok)
             self->make_available(n);
         else

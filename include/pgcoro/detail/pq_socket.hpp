@@ -194,7 +194,7 @@ public:
     auto async_wait(wait_type w, Token&& token)
     {
         return asio::async_initiate<Token, void(boost::system::error_code)>(initiate{this}, token,
-                                                                            w, false);
+                                                                            wait_type(w), false);
     }
 
     /// Waits for the response to a request sent just before: until data arrives, without the

@@ -2,6 +2,7 @@
 #ifndef PGCORO_DETAIL_WAITER_QUEUE_HPP
 #define PGCORO_DETAIL_WAITER_QUEUE_HPP
 
+#include <pgcoro/error.hpp>
 #include <pgcoro/source_location.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -9,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 
 namespace pgcoro::detail
 {
@@ -33,6 +35,7 @@ struct pool_waiter
     pgcoro::source_location where;
     pool_node* assigned = nullptr;
     bool closed = false;
+    std::optional<error> failure; // a connect failed in a way retrying cannot fix
 
 private:
     friend class waiter_queue;
