@@ -64,15 +64,21 @@ struct wait_handler_base
     virtual void post(boost::system::error_code ec) = 0;
 };
 
+// The completion goes to the handler's associated executor, or else to the waiting I/O
+// object's executor: never to Asio's system executor (a handler without an executor of its own,
+// such as a parallel group's, would then run on a thread of its own, beside the io_context).
 template <class Handler>
 struct wait_handler final : wait_handler_base
 {
-    explicit wait_handler(Handler&& h) : h_(std::move(h)) {}
+    wait_handler(Handler&& h, const asio::any_io_executor& io_ex)
+        : ex_(asio::get_associated_executor(h, io_ex)), h_(std::move(h))
+    {
+    }
     void post(boost::system::error_code ec) override
     {
-        auto ex = asio::get_associated_executor(h_);
-        asio::post(ex, [h = std::move(h_), ec]() mutable { std::move(h)(ec); });
+        asio::post(ex_, [h = std::move(h_), ec]() mutable { std::move(h)(ec); });
     }
+    asio::associated_executor_t<Handler, asio::any_io_executor> ex_;
     Handler h_;
 };
 
@@ -271,11 +277,12 @@ struct cancel_wait
 struct initiate_wait
 {
     template <class Handler>
-    void operator()(Handler&& handler, std::shared_ptr<blocking_call> c) const
+    void operator()(Handler&& handler, std::shared_ptr<blocking_call> c,
+                    const asio::any_io_executor& io_ex) const
     {
         auto slot = asio::get_associated_cancellation_slot(handler);
-        blocking_call::handler_type h =
-            std::make_unique<wait_handler<std::decay_t<Handler>>>(std::forward<Handler>(handler));
+        blocking_call::handler_type h = std::make_unique<wait_handler<std::decay_t<Handler>>>(
+            std::forward<Handler>(handler), io_ex);
         {
             std::lock_guard lk(c->ctx->mu);
             if (!c->done && c->ctx->alive)
@@ -293,12 +300,14 @@ struct initiate_wait
 } // namespace blocking_detail
 
 // Waits until `c` has run (or was skipped). Signature void(error_code): success when it is done,
-// operation_aborted when the wait was cancelled. The completion is posted, never inline.
+// operation_aborted when the wait was cancelled. The completion is posted, never inline, to the
+// handler's associated executor or else to `io_ex` (the waiting I/O object's executor).
 template <class Token>
-auto async_wait_call(std::shared_ptr<blocking_call> c, Token&& token)
+auto async_wait_call(std::shared_ptr<blocking_call> c, const asio::any_io_executor& io_ex,
+                     Token&& token)
 {
     return asio::async_initiate<Token, void(boost::system::error_code)>(
-        blocking_detail::initiate_wait{}, token, std::move(c));
+        blocking_detail::initiate_wait{}, token, std::move(c), io_ex);
 }
 
 // Whether `c` has run (or was skipped).

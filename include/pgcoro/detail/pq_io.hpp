@@ -110,12 +110,15 @@ public:
         if (deadline == no_deadline && what != wait_for::read_or_write)
         {
             // The statement's common case: one reactor operation, no coroutine frame, no timer.
-            auto [ec] =
-                what == wait_for::response
-                    ? co_await socket_.async_wait_response(asio::as_tuple(asio::deferred))
-                    : co_await socket_.async_wait(what == wait_for::write ? pq_socket::wait_write
-                                                                          : pq_socket::wait_read,
-                                                  asio::as_tuple(asio::deferred));
+            // (Two statements, not `?:` around co_await: GCC 12 mishandles temporaries there.)
+            if (what == wait_for::response)
+            {
+                auto [ec] = co_await socket_.async_wait_response(asio::as_tuple(asio::deferred));
+                co_return classify(ec);
+            }
+            auto [ec] = co_await socket_.async_wait(what == wait_for::write ? pq_socket::wait_write
+                                                                            : pq_socket::wait_read,
+                                                    asio::as_tuple(asio::deferred));
             co_return classify(ec);
         }
         co_return co_await group_wait(what, deadline);
@@ -131,7 +134,8 @@ public:
         timer_.expires_at(deadline);
         auto [order, ec, et] =
             co_await asio::experimental::make_parallel_group(
-                async_wait_call(std::move(c), asio::deferred), timer_.async_wait(asio::deferred))
+                async_wait_call(std::move(c), timer_.get_executor(), asio::deferred),
+                timer_.async_wait(asio::deferred))
                 .async_wait(asio::experimental::wait_for_one(), asio::deferred);
         if (order[0] == 1)
             co_return et ? classify(et) : wait_result::deadline;

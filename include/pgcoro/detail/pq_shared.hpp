@@ -253,12 +253,13 @@ private:
     {
         try
         {
-            async_wait_call(e_->cancel_request(), asio::bind_executor(ex_,
-                                                                      [w = weak_from_this()](auto)
-                                                                      {
-                                                                          if (auto self = w.lock())
-                                                                              self->review();
-                                                                      }));
+            async_wait_call(e_->cancel_request(), ex_,
+                            asio::bind_executor(ex_,
+                                                [w = weak_from_this()](auto)
+                                                {
+                                                    if (auto self = w.lock())
+                                                        self->review();
+                                                }));
         }
         catch (...)
         {
