@@ -24,28 +24,16 @@
 namespace pgcoro
 {
 
-/// Runs `op` against a timer of duration `d` started now; whichever finishes first wins.
-///
-/// Completes with: `op`'s own result when it finishes first.
-/// Errors: `timeout` when the timer wins (op's result, usually `cancelled`, is discarded);
-///   `cancelled` when the awaiting coroutine was cancelled before the start. Anything `op`
-///   returns otherwise is passed through.
-/// Cancellation: when the timer wins, `op` receives a terminal cancellation and with_timeout
-///   waits for it to finish, so nothing of `op` outlives the call. A pgcoro query cancelled this
-///   way is cancelled on the server and its connection drained (see connection::query()).
-///   Cancelling the awaiting coroutine forwards the cancellation to `op` and returns its result.
-/// Resumes on: the awaiting coroutine's executor; `op` runs as its own coroutine on that
-///   executor.
-/// Lifetime: `op` is owned by the call; whatever it refers to must outlive the call. An
-///   exception thrown by `op` is rethrown after the timer has been stopped.
+namespace detail
+{
+// with_timeout()'s race, run on a strand: a parallel group's launch and its two completions
+// must not run concurrently, which they would on a multi-threaded io_context's raw executor.
 template <class T>
-boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::duration d,
-                                                 boost::asio::awaitable<expected<T>> op)
+boost::asio::awaitable<expected<T>> race_with_timer(std::chrono::steady_clock::duration d,
+                                                    boost::asio::awaitable<expected<T>> op)
 {
     namespace asio = boost::asio;
-    if (co_await detail::cancellation_requested())
-        co_return fail(errc::cancelled, "cancelled before the operation started");
-    auto ex = co_await asio::this_coro::executor;
+    auto ex = co_await asio::this_coro::executor; // a strand (with_timeout)
     asio::steady_timer timer(ex, d);
     // wait_for_one: the first to finish cancels the other, then the group waits for both.
     auto [order, thrown, result, timer_ec] =
@@ -65,6 +53,33 @@ boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::dura
     if (!result)
         co_return fail(errc::cancelled, "operation did not complete");
     co_return std::move(*result);
+}
+} // namespace detail
+
+/// Runs `op` against a timer of duration `d` started now; whichever finishes first wins.
+///
+/// Completes with: `op`'s own result when it finishes first.
+/// Errors: `timeout` when the timer wins (op's result, usually `cancelled`, is discarded);
+///   `cancelled` when the awaiting coroutine was cancelled before the start. Anything `op`
+///   returns otherwise is passed through.
+/// Cancellation: when the timer wins, `op` receives a terminal cancellation and with_timeout
+///   waits for it to finish, so nothing of `op` outlives the call. A pgcoro query cancelled this
+///   way is cancelled on the server and its connection drained (see connection::query()).
+///   Cancelling the awaiting coroutine forwards the cancellation to `op` and returns its result.
+/// Resumes on: the awaiting coroutine's executor; `op` runs as its own coroutine on a strand
+///   of that executor (so the race is safe on a multi-threaded io_context without a strand).
+/// Lifetime: `op` is owned by the call; whatever it refers to must outlive the call. An
+///   exception thrown by `op` is rethrown after the timer has been stopped.
+template <class T>
+boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::duration d,
+                                                 boost::asio::awaitable<expected<T>> op)
+{
+    namespace asio = boost::asio;
+    if (co_await detail::cancellation_requested())
+        co_return fail(errc::cancelled, "cancelled before the operation started");
+    auto strand = asio::make_strand(co_await asio::this_coro::executor);
+    co_return co_await asio::co_spawn(strand, detail::race_with_timer(d, std::move(op)),
+                                      asio::use_awaitable);
 }
 
 /// with_timeout() for a callable `op` returning asio::awaitable<expected<T>>; `op` is called
