@@ -18,7 +18,7 @@ asan)
 tsan)
     flags="thread"
     targets=(pgcoro_integration_tests)
-    filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.)|cluster\.)'
+    filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.|PoolStress\.|PoolRegression\.|EngineRegression\.)|cluster\.)'
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
     ;;
 *)
