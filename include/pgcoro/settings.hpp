@@ -22,6 +22,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pgcoro
 {
@@ -35,6 +36,9 @@ struct settings
     std::optional<connect_config> direct;
     pool_config pool;                ///< from the profile, URL parameters and env vars
     log_level log = log_level::info; ///< from the profile or PGCORO_LOG_LEVEL
+    /// Problems that do not stop start-up ("env PGCORO_PASSWORD_FILE: the file /run/pw is
+    /// accessible by group or others ..."), one line each, for the caller to log at warn.
+    std::vector<std::string> warnings;
 
     /// Multi-line description with URLs redacted ("****" for passwords).
     std::string to_string() const
@@ -185,8 +189,10 @@ inline std::optional<std::string> pick_url(const std::optional<std::string>& cod
     return v;
 }
 
-// The password from PGCORO_PASSWORD_FILE or DATABASE_PASSWORD_FILE (both set: an error).
-inline std::optional<secret> password_from_files(const env_lookup& env, config_errors& errs)
+// The password from PGCORO_PASSWORD_FILE or DATABASE_PASSWORD_FILE (both set: an error);
+// what is worth a warning about the file goes to `warnings`.
+inline std::optional<secret> password_from_files(const env_lookup& env, config_errors& errs,
+                                                 std::vector<std::string>& warnings)
 {
     auto a = env("PGCORO_PASSWORD_FILE");
     auto b = env("DATABASE_PASSWORD_FILE");
@@ -209,10 +215,13 @@ inline std::optional<secret> password_from_files(const env_lookup& env, config_e
     if (!content)
     {
         errs.add({"env " + var, "connect.password", *path, "the file " + content.error(),
-                  "a readable file holding the password (one trailing newline is removed)"});
+                  "a readable regular file holding the password on one line (one trailing "
+                  "newline is removed)"});
         return std::nullopt;
     }
-    return secret(std::move(*content));
+    for (const auto& w : content->warnings)
+        warnings.push_back("env " + var + ": the file " + *path + " " + w);
+    return secret(std::move(content->value));
 }
 
 // The production profile refuses connections that may run without TLS over TCP (sslmode
@@ -346,7 +355,7 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
         spec.apply(t, *parsed);
         origins[std::string(spec.field)] = "env " + std::string(spec.env);
     }
-    auto file_password = password_from_files(env, errs);
+    auto file_password = password_from_files(env, errs, s.warnings);
     if (file_password)
         s.connect.password = *file_password;
 
