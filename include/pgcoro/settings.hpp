@@ -7,6 +7,7 @@
 #include <pgcoro/database_url.hpp>
 #include <pgcoro/detail/config_env.hpp>
 #include <pgcoro/detail/config_table.hpp>
+#include <pgcoro/detail/libpq_target.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/profile.hpp>
 #include <pgcoro/secret.hpp>
@@ -226,26 +227,47 @@ inline std::optional<secret> password_from_files(const env_lookup& env, config_e
 
 // The production profile refuses connections that may run without TLS over TCP (sslmode
 // disable, allow or prefer), unless PGCORO_ALLOW_INSECURE=1 or settings_overrides::
-// allow_insecure says so. `url_var` names the connection (DATABASE_URL, DIRECT_DATABASE_URL)
-// and `origin` where its sslmode came from.
+// allow_insecure says so. The decision is libpq's: `extra` (passed last, so it wins), a
+// hostaddr from the URL, a service file or PGHOSTADDR turns a unix-socket host into TCP
+// (detail::find_plaintext_route). `url_var` names the connection (DATABASE_URL,
+// DIRECT_DATABASE_URL) and `origin` where its sslmode came from.
 inline void check_production_tls(const connect_config& c, std::string_view url_var,
-                                 const std::string& origin, config_errors& errs)
+                                 std::string origin, const env_lookup& env, config_errors& errs)
 {
-    if (!may_run_without_tls(c))
+    std::string problem;
+    auto route = find_plaintext_route(c, env, problem);
+    if (!problem.empty())
+    {
+        errs.add({std::string(url_var), "connect.sslmode", std::string(to_string(c.sslmode)),
+                  "cannot tell whether the connection runs over TCP without TLS: " + problem,
+                  "require, verify-ca, verify-full; a service that exists; or set "
+                  "PGCORO_ALLOW_INSECURE=1"});
         return;
-    std::string where;
-    for (const auto& h : c.hosts)
-        if (h.host.empty() || h.host.front() != '/')
-        {
-            where = h.host + ":" + std::to_string(h.port);
-            break;
-        }
-    const std::string mode(to_string(c.sslmode));
-    errs.add({origin, "connect.sslmode", mode,
-              std::string(url_var) + " sslmode=" + mode +
-                  " is not allowed in the production profile (the connection to " + where +
+    }
+    if (!route)
+        return;
+    if (extra_value(c, "sslmode"))
+        origin = std::string(url_var) + " connect.extra sslmode";
+    errs.add({std::move(origin), "connect.sslmode", route->sslmode,
+              std::string(url_var) + " sslmode=" + route->sslmode +
+                  " is not allowed in the production profile (the connection to " + route->target +
                   " could run without TLS)",
               "require, verify-ca, verify-full; or set PGCORO_ALLOW_INSECURE=1 to allow it"});
+}
+
+// Refuses a libpq parameter in `extra` that pgcoro also passes from a field of its own:
+// passed later, it would silently override the field and the rules that check it.
+inline void check_extra_duplicates(const connect_config& c, std::string_view url_var,
+                                   config_errors& errs)
+{
+    for (const auto& [k, v] : c.extra)
+        for (std::string_view own : keys_set_by_pgcoro)
+            if (k == own)
+                errs.add({std::string(url_var) + " parameter " + k, "connect.extra", "(not shown)",
+                          "pgcoro passes " + k +
+                              " itself (client_encoding is always UTF8); "
+                              "a second value would override it",
+                          "the setting of the same name (docs/configuration.md)"});
 }
 
 // PGCORO_ALLOW_INSECURE (a boolean), with the value set in code on top; false when unset.
@@ -272,8 +294,11 @@ inline bool allow_insecure(const env_lookup& env, const settings_overrides& code
 /// DIRECT_DATABASE_URL, DATABASE_CONNECTION_LIMIT, DATABASE_POOL_TIMEOUT, the PGCORO_* vars of
 /// docs/configuration.md and PGCORO_PASSWORD_FILE / DATABASE_PASSWORD_FILE. The production
 /// profile refuses an sslmode that may run without TLS over TCP (disable, allow, prefer)
-/// unless PGCORO_ALLOW_INSECURE is true. Reports every problem at once; no message contains a
-/// password. Does not throw (except std::bad_alloc).
+/// unless PGCORO_ALLOW_INSECURE is true; TCP as libpq decides it (a hostaddr from the URL, a
+/// service file or PGHOSTADDR sends even a unix-socket host over TCP). A URL parameter that
+/// pgcoro passes itself (client_encoding) is refused. File warnings go to settings::warnings.
+/// Reports every problem at once; no message contains a password. Does not throw (except
+/// std::bad_alloc).
 inline tl::expected<settings, config_errors> settings_from_env(const env_lookup& env,
                                                                const settings_overrides& code = {})
 {
@@ -395,14 +420,18 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
 
     // 6. One validation over the merged result; each issue names its value's origin.
     add_issues(errs, validate(s.pool, s.connect), s.pool, s.connect, origins);
+    check_extra_duplicates(s.connect, "DATABASE_URL", errs);
+    if (s.direct)
+        check_extra_duplicates(*s.direct, "DIRECT_DATABASE_URL", errs);
 
     // 7. Production means TLS on every TCP connection, unless explicitly allowed otherwise.
     if (!detail::allow_insecure(env, code, errs) && s.prof == profile::production)
     {
-        check_production_tls(s.connect, "DATABASE_URL", origin_of(origins, "connect.sslmode"),
+        check_production_tls(s.connect, "DATABASE_URL", origin_of(origins, "connect.sslmode"), env,
                              errs);
         if (s.direct)
-            check_production_tls(*s.direct, "DIRECT_DATABASE_URL", direct_sslmode_origin, errs);
+            check_production_tls(*s.direct, "DIRECT_DATABASE_URL", direct_sslmode_origin, env,
+                                 errs);
     }
     (void)profile_source;
     if (!errs.empty())
