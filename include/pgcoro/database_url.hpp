@@ -488,7 +488,7 @@ inline std::string to_url(const connect_config& c)
     if (!c.application_name.empty())
         out += "&application_name=" + enc(c.application_name);
     for (const auto& [k, v] : c.extra)
-        out += '&' + enc(k) + '=' + (k == "password" || k == "sslpassword" ? "****" : enc(v));
+        out += '&' + enc(k) + '=' + (detail::is_secret_key(k) ? "****" : enc(v));
     return out;
 }
 

@@ -158,3 +158,17 @@ TEST(UrlSecrets_Redact, PasswordWithQuestionMarkAndSslpassword)
     EXPECT_EQ(pgcoro::redact_url("host=h password='a://SECRETVALUE'"), "host='h' password='****'");
     EXPECT_TRUE(pgcoro::parse_database_url("host=h password='a://SECRETVALUE'"));
 }
+
+TEST(UrlSecrets_ToUrl, SecretExtrasAreRedacted)
+{
+    // sslpassword passes through to libpq in extra; the settings' text form hides it.
+    auto r = pgcoro::parse_database_url("postgres://u@h/db?sslpassword=SECRETVALUE&sslcert=/c");
+    ASSERT_TRUE(r) << r.error();
+    std::string url = pgcoro::to_url(r->connect);
+    EXPECT_FALSE(contains(url, "SECRETVALUE")) << url;
+    EXPECT_TRUE(contains(url, "sslpassword=****")) << url;
+    // The secret keys are libpq's own list (dispchar '*'), not only the two known names.
+    EXPECT_TRUE(pgcoro::detail::is_secret_key("password"));
+    EXPECT_TRUE(pgcoro::detail::is_secret_key("sslpassword"));
+    EXPECT_FALSE(pgcoro::detail::is_secret_key("sslcert"));
+}

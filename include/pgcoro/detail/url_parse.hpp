@@ -311,10 +311,23 @@ inline const std::vector<std::string>& libpq_keywords()
     return keywords;
 }
 
-// Keys whose values are secrets (libpq's password and sslpassword): never printed.
-constexpr bool is_secret_key(std::string_view key) noexcept
+// Keys whose values are secrets, never printed: password, sslpassword, and any other keyword
+// PQconndefaults() marks with dispchar '*' ("password field - hide value").
+inline bool is_secret_key(std::string_view key)
 {
-    return key == "password" || key == "sslpassword";
+    static const std::vector<std::string> secret = []
+    {
+        std::vector<std::string> k{"password", "sslpassword"};
+        std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(PQconndefaults(),
+                                                                          &PQconninfoFree);
+        if (opts)
+            for (const PQconninfoOption* o = opts.get(); o->keyword != nullptr; ++o)
+                if (o->dispchar &&
+                    std::string_view(o->dispchar).find('*') != std::string_view::npos)
+                    k.emplace_back(o->keyword);
+        return k;
+    }();
+    return std::find(secret.begin(), secret.end(), key) != secret.end();
 }
 
 // True when libpq knows `key` as a connection parameter.
