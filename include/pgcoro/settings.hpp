@@ -37,6 +37,11 @@ struct settings
     std::optional<connect_config> direct;
     pool_config pool;                ///< from the profile, URL parameters and env vars
     log_level log = log_level::info; ///< from the profile or PGCORO_LOG_LEVEL
+    /// Whether logs and the last-failure message may carry the server's message and DETAIL
+    /// of a failed statement, which quote data values (e-mail addresses, a failing row). Pass
+    /// it to logging_observer and stats_collector_options::server_messages. Default: true in
+    /// development, false in staging and production; env PGCORO_LOG_SERVER_MESSAGES.
+    bool log_server_messages = false;
     /// Problems that do not stop start-up ("env PGCORO_PASSWORD_FILE: the file /run/pw is
     /// accessible by group or others ..."), one line each, for the caller to log at warn.
     std::vector<std::string> warnings;
@@ -47,6 +52,7 @@ struct settings
         using detail::format_duration;
         std::string s = "profile: " + std::string(pgcoro::to_string(prof)) + "\n";
         s += "log_level: " + std::string(pgcoro::to_string(log)) + "\n";
+        s += std::string("log_server_messages: ") + (log_server_messages ? "true" : "false") + "\n";
         s += "connect: " + to_url(connect) + "\n";
         if (direct)
             s += "direct: " + to_url(*direct) + "\n";
@@ -96,6 +102,8 @@ struct settings_overrides
     /// Beats PGCORO_ALLOW_INSECURE: true lets the production profile connect over TCP with an
     /// sslmode that may run without TLS (disable, allow, prefer).
     std::optional<bool> allow_insecure;
+    /// Beats PGCORO_LOG_SERVER_MESSAGES (settings::log_server_messages).
+    std::optional<bool> log_server_messages;
 };
 
 /// Looks up one environment variable; nullopt when unset. Injectable for tests.
@@ -270,6 +278,24 @@ inline void check_extra_duplicates(const connect_config& c, std::string_view url
                           "the setting of the same name (docs/configuration.md)"});
 }
 
+// A boolean env var, with the value set in code on top; `fallback` when neither is set.
+inline bool env_bool(const env_lookup& env, const char* var, const std::optional<bool>& code,
+                     bool fallback, config_errors& errs)
+{
+    if (code)
+        return *code;
+    auto v = env(var);
+    if (!v)
+        return fallback;
+    auto b = parse_bool(*v);
+    if (!b)
+    {
+        errs.add({"env " + std::string(var), "", *v, b.error().problem, b.error().allowed});
+        return fallback;
+    }
+    return *b;
+}
+
 // PGCORO_ALLOW_INSECURE (a boolean), with the value set in code on top; false when unset.
 inline bool allow_insecure(const env_lookup& env, const settings_overrides& code,
                            config_errors& errs)
@@ -386,6 +412,9 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
 
     // 4. Code over everything.
     detail::apply_overrides(code, s, origins);
+    // Server messages quote data values: only development logs them unless told otherwise.
+    s.log_server_messages = env_bool(env, "PGCORO_LOG_SERVER_MESSAGES", code.log_server_messages,
+                                     s.prof == profile::development, errs);
 
     // 5. DIRECT_DATABASE_URL: the main connection's settings, its own address, no pooler.
     std::string direct_sslmode_origin = origin_of(origins, "connect.sslmode");
