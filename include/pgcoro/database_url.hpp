@@ -217,7 +217,9 @@ parse_database_url(std::string_view text, std::string_view source = "DATABASE_UR
         const bool known = is_known_param(*key);
         const bool named = known || (!tainted && looks_like_keyword(*key));
         const std::string where = named ? "parameter " + *key : numbered;
-        const bool secret_value = is_secret_key(*key) || !known;
+        // A percent-encoded key is treated as secret whatever it decodes to: encoding a key
+        // name has no use but hiding it (pass%77ord).
+        const bool secret_value = is_secret_key(*key) || !known || p.key != *key;
         if (p.extra_eq)
         {
             url_error(errs, source, where, "(not shown)",

@@ -68,6 +68,12 @@ TEST(UrlSecrets_PercentEncodedKey, DecodesAsLibpqDoes)
               "SECRETVALUE");
     EXPECT_FALSE(
         contains(pgcoro::redact_url("postgres://u@h/db?pass%77ord=SECRETVALUE"), "SECRETVALUE"));
+    // Any percent-encoded key's value is hidden, whatever the key decodes to.
+    std::string enc = parse_err("postgres://h/db?connection%5Flimit=SECRETVALUE");
+    EXPECT_FALSE(contains(enc, "SECRETVALUE")) << enc;
+    EXPECT_TRUE(contains(enc, "parameter connection_limit")) << enc;
+    EXPECT_EQ(pgcoro::redact_url("postgres://h/db?connection%5Flimit=SECRETVALUE"),
+              "postgres://h/db?connection%5Flimit=****");
     // An undecodable key is not named, and its value not shown.
     std::string msg = parse_err("postgres://h/db?pass%7word=SECRETVALUE");
     EXPECT_FALSE(contains(msg, "SECRETVALUE")) << msg;

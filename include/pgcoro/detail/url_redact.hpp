@@ -118,10 +118,10 @@ inline std::string redact_uri(std::string_view t)
         }
         out += p.key + '=';
         auto value = percent_decode(p.value);
-        bool show =
-            !is_secret_key(*key) && (!after_secret || (value && shown_after_secret(*key, *value)));
+        const bool secret = is_secret_key(*key) || p.key != *key; // pass%77ord, see above
+        const bool show = !secret && (!after_secret || (value && shown_after_secret(*key, *value)));
         out += show ? p.value : std::string("****");
-        after_secret = after_secret || is_secret_key(*key);
+        after_secret = after_secret || secret;
     }
     return out;
 }
