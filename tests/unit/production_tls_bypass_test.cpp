@@ -2,14 +2,20 @@
 // connect to. A unix-socket host with sslmode=disable is plaintext TCP as soon as a hostaddr
 // applies (URL parameter, service file, PGHOSTADDR), and libpq parameters that pgcoro passes
 // after its own (connect_config::extra) win over them, so they are judged or refused.
+#include <pgcoro/detail/conn_params.hpp>
 #include <pgcoro/settings.hpp>
 #include <pgcoro/validate.hpp>
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <vector>
 
 using env_map = std::map<std::string, std::string, std::less<>>;
 using pgcoro::ssl_mode;
@@ -161,4 +167,88 @@ TEST(ProductionTls_Bypass, KeysPgcoroSetsItselfAreRefusedInExtra)
         << s.error();
     EXPECT_TRUE(contains(s.error().to_string(), "pgcoro passes client_encoding itself"))
         << s.error();
+}
+
+namespace
+{
+// Sets or unsets a process environment variable for one scope (libpq reads the real one).
+struct scoped_env
+{
+    std::string name;
+    std::optional<std::string> old;
+    scoped_env(const char* n, const char* value) : name(n)
+    {
+        if (const char* o = std::getenv(n))
+            old = o;
+        if (value)
+            ::setenv(n, value, 1);
+        else
+            ::unsetenv(n);
+    }
+    ~scoped_env()
+    {
+        if (old)
+            ::setenv(name.c_str(), old->c_str(), 1);
+        else
+            ::unsetenv(name.c_str());
+    }
+};
+
+// Where libpq really goes with the arrays the connection passes (detail::conn_params): its
+// error names "server at "127.0.0.1"" for TCP and "server on socket" for a unix socket.
+// Port 1 on loopback refuses at once; the socket directory does not exist. No server needed.
+bool libpq_goes_tcp(const pgcoro::connect_config& c)
+{
+    pgcoro::detail::conn_params p(c, c.hosts.at(0).host, "", c.hosts.at(0).port);
+    PGconn* conn = PQconnectdbParams(p.keys(), p.values(), 0);
+    std::string msg = PQerrorMessage(conn);
+    PQfinish(conn);
+    EXPECT_TRUE(contains(msg, "server at \"127.0.0.1\"") || contains(msg, "server on socket"))
+        << msg;
+    return contains(msg, "server at \"127.0.0.1\"");
+}
+} // namespace
+
+TEST(ProductionTls_Bypass, ModelAgreesWithLibpq)
+{
+    // Setup: a unix-socket host and sslmode=disable, with each route libpq may take.
+    std::string file = service_file("[tcp]\nhostaddr=127.0.0.1\n[unix]\nport=1\n");
+    scoped_env no_hostaddr("PGHOSTADDR", nullptr), no_service("PGSERVICE", nullptr),
+        service_file_env("PGSERVICEFILE", file.c_str()), no_host("PGHOST", nullptr);
+    struct scenario
+    {
+        const char* name;
+        std::vector<std::pair<std::string, std::string>> extra;
+        const char* env_name;
+        const char* env_value;
+        bool tcp;
+    };
+    const scenario scenarios[] = {
+        {"plain unix socket", {}, "PGHOST", nullptr, false},
+        {"hostaddr parameter", {{"hostaddr", "127.0.0.1"}}, "PGHOST", nullptr, true},
+        {"PGHOSTADDR", {}, "PGHOSTADDR", "127.0.0.1", true},
+        {"service= with hostaddr", {{"service", "tcp"}}, "PGHOST", nullptr, true},
+        {"PGSERVICE with hostaddr", {}, "PGSERVICE", "tcp", true},
+        {"service without hostaddr", {{"service", "unix"}}, "PGHOST", nullptr, false},
+        {"PGHOST cannot replace the host", {}, "PGHOST", "127.0.0.1", false},
+    };
+    for (const auto& sc : scenarios)
+    {
+        scoped_env var(sc.env_name, sc.env_value);
+        pgcoro::connect_config c;
+        c.hosts = {{"/nonexistent-pgcoro-dir", 1}};
+        c.sslmode = ssl_mode::disable;
+        c.connect_timeout = std::chrono::seconds(2);
+        c.extra = sc.extra;
+        c.extra.emplace_back("connect_timeout", "2");
+        // Act: what libpq does, and what the production rule decides.
+        const bool libpq_tcp = libpq_goes_tcp(c);
+        std::string problem;
+        const bool model_tcp =
+            pgcoro::detail::find_plaintext_route(c, pgcoro::env_from_map({}), problem).has_value();
+        // Check: both agree with the expectation.
+        EXPECT_EQ(libpq_tcp, sc.tcp) << sc.name;
+        EXPECT_EQ(model_tcp, sc.tcp) << sc.name << " " << problem;
+    }
+    std::remove(file.c_str());
 }
