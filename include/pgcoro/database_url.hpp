@@ -103,9 +103,16 @@ inline void url_param(database_url& out, config_errors& errs, std::string_view s
         out.connect.password = secret(std::move(value));
         out.has_password = !out.connect.password.empty();
     }
-    else if (key == "ssl" && value == "true") // libpq's JDBC-compatible spelling
-        out.settings.push_back({find_spec_by_param("sslmode"),
-                                setting_value{static_cast<std::int64_t>(ssl_mode::require), {}}});
+    else if (key == "ssl") // libpq's JDBC-compatible spelling; libpq refuses any other value
+    {
+        if (value == "true")
+            out.settings.push_back(
+                {find_spec_by_param("sslmode"),
+                 setting_value{static_cast<std::int64_t>(ssl_mode::require), {}}});
+        else
+            url_error(errs, source, where, show ? value : "(not shown)", "unsupported value",
+                      "ssl=true (libpq's spelling of sslmode=require), or use sslmode");
+    }
     else if (const setting_spec* spec = find_spec_by_param(key))
     {
         auto v = parse_setting(*spec, value);

@@ -235,3 +235,14 @@ TEST(UrlSecrets_UserInfo, DifferentialAgainstLibpq)
     }
     EXPECT_GT(compared, 500);
 }
+
+TEST(UrlSecrets_Ssl, OnlyTrueAsLibpqAccepts)
+{
+    // libpq turns ssl=true into sslmode=require and refuses ssl with any other value.
+    auto r = pgcoro::parse_database_url("postgres://h/db?ssl=true");
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_EQ(r->connect_config_with_settings().sslmode, pgcoro::ssl_mode::require);
+    EXPECT_FALSE(libpq_parse("postgres://h/db?ssl=false"));
+    std::string msg = parse_err("postgres://h/db?ssl=false");
+    EXPECT_TRUE(contains(msg, "parameter ssl = \"false\": unsupported value")) << msg;
+}
