@@ -105,6 +105,12 @@ TEST(ProductionTls_Bypass, ServiceFileWithHostaddr)
     EXPECT_TRUE(from({{"PGCORO_ENV", "production"},
                       {"DATABASE_URL", unix_disable + "&service=plain"},
                       {"PGSERVICEFILE", file}}));
+    // A service file that is no regular file is not read (a FIFO would block): refused.
+    s = from({{"PGCORO_ENV", "production"},
+              {"DATABASE_URL", unix_disable + "&service=tcp"},
+              {"PGSERVICEFILE", "/dev/zero"}});
+    ASSERT_FALSE(s);
+    EXPECT_TRUE(contains(s.error().to_string(), "/dev/zero is not a regular file")) << s.error();
     // A service defined nowhere: pgcoro cannot tell, so it refuses.
     s = from({{"PGCORO_ENV", "production"},
               {"DATABASE_URL", unix_disable + "&service=missing"},

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,10 +60,16 @@ constexpr bool is_unix_socket_host(std::string_view h) noexcept
 
 // One [service] section of a pg_service.conf file, as parseServiceFile() reads it: "key=value"
 // lines, '#' comments, surrounding blanks ignored. nullopt when the file has no such section.
+// The caller checked that it is a regular file (a FIFO would block, /dev/zero never end), and
+// only its first MiB is read.
 inline std::optional<std::map<std::string, std::string>>
 read_service_section(const std::string& path, const std::string& service)
 {
-    std::ifstream in(path);
+    std::ifstream file(path, std::ios::binary);
+    std::string data(1024 * 1024, '\0');
+    file.read(data.data(), static_cast<std::streamsize>(data.size()));
+    data.resize(static_cast<std::size_t>(file.gcount()));
+    std::istringstream in(data);
     std::string line;
     bool in_group = false, found = false;
     std::map<std::string, std::string> out;
@@ -114,6 +121,8 @@ service_values(const env_reader& env, const std::string& service)
         };
         if (::stat(f.c_str(), &st) != 0)
             continue;
+        if (!S_ISREG(st.st_mode))
+            return tl::unexpected("service file " + f + " is not a regular file");
         if (auto section = read_service_section(f, service))
             return *section;
     }
