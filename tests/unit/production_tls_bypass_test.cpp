@@ -258,3 +258,13 @@ TEST(ProductionTls_Bypass, ModelAgreesWithLibpq)
     }
     std::remove(file.c_str());
 }
+
+TEST(ProductionTls_Bypass, NamesTheTcpHostWithItsOwnPort)
+{
+    auto s = from({{"PGCORO_ENV", "production"},
+                   {"DATABASE_URL", "postgresql:///app?host=/run/postgresql,db.example&port=5433,"
+                                    "6544&sslmode=prefer"}});
+    ASSERT_FALSE(s);
+    EXPECT_TRUE(contains(s.error().to_string(), "the connection to db.example:6544 could run"))
+        << s.error();
+}

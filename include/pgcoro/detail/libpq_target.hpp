@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <pwd.h>
@@ -151,14 +152,16 @@ find_plaintext_route(const connect_config& c, const env_reader& env, std::string
         mode = *m;
     if (mode == "require" || mode == "verify-ca" || mode == "verify-full")
         return std::nullopt;
-    std::vector<std::string> hosts;
+    // (host, port) as libpq gets them: extra's host list (with the first port), else ours.
+    const std::uint16_t first_port = c.hosts.empty() ? 5432 : c.hosts.front().port;
+    std::vector<std::pair<std::string, std::uint16_t>> hosts;
     if (auto h = extra_value(c, "host"))
     {
         std::string_view list = *h;
         while (true)
         {
             auto comma = list.find(',');
-            hosts.emplace_back(list.substr(0, comma));
+            hosts.emplace_back(std::string(list.substr(0, comma)), first_port);
             if (comma == std::string_view::npos)
                 break;
             list.remove_prefix(comma + 1);
@@ -166,19 +169,18 @@ find_plaintext_route(const connect_config& c, const env_reader& env, std::string
     }
     else
         for (const auto& hp : c.hosts)
-            hosts.push_back(hp.host);
-    const std::uint16_t port = c.hosts.empty() ? 5432 : c.hosts.front().port;
-    auto route = [&](const std::string& host, std::string via)
+            hosts.emplace_back(hp.host, hp.port);
+    auto route = [&](const std::pair<std::string, std::uint16_t>& hp, std::string via)
     {
-        return plaintext_route{(host.empty() ? std::string("(default host)") : host) + ":" +
-                                   std::to_string(port) + via,
+        return plaintext_route{(hp.first.empty() ? std::string("(default host)") : hp.first) + ":" +
+                                   std::to_string(hp.second) + via,
                                mode};
     };
     if (hosts.empty())
-        return route("", "");
-    for (const auto& h : hosts)
-        if (!is_unix_socket_host(h))
-            return route(h, "");
+        return route({"", first_port}, "");
+    for (const auto& hp : hosts)
+        if (!is_unix_socket_host(hp.first))
+            return route(hp, "");
     // Only unix sockets so far: does a hostaddr send libpq over TCP after all?
     if (auto a = extra_value(c, "hostaddr"))
         return route(hosts.front(), " via hostaddr " + *a + " (connection parameter)");
