@@ -12,13 +12,14 @@
 namespace pgcoro
 {
 
-/// One configuration problem: where the value came from, the value itself (never a password:
-/// producers write "****" or leave it empty), what is wrong and what would be allowed.
+/// One configuration problem: where the value came from, the value itself (never a password
+/// nor text that may hold part of one: producers write "****" or "(not shown)", or leave it
+/// empty), what is wrong and what would be allowed.
 struct config_error
 {
     std::string source;  ///< "env DATABASE_CONNECTION_LIMIT", "DATABASE_URL parameter pool_timeout"
     std::string field;   ///< the setting ("pool.max_size"); empty when the value maps to none
-    std::string value;   ///< the offending value as given, redacted when it is secret
+    std::string value;   ///< the offending value as given, "(not shown)" when it may be secret
     std::string problem; ///< what is wrong ("not a number")
     std::string allowed; ///< what is accepted ("an integer in 1..10000")
 

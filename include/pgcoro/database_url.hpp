@@ -6,6 +6,7 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/detail/config_table.hpp>
 #include <pgcoro/detail/url_parse.hpp>
+#include <pgcoro/detail/url_redact.hpp>
 #include <pgcoro/pool_config.hpp>
 
 #include <tl/expected.hpp>
@@ -62,9 +63,11 @@ inline void url_error(config_errors& errs, std::string_view source, std::string 
               std::move(allowed)});
 }
 
-// Applies one decoded key=value (URI query parameter or conninfo pair).
+// Applies one decoded key=value (URI query parameter or conninfo pair): a known key
+// (is_known_param()) with its decoded value; `show` says whether an error may echo the value (false
+// for secrets and for anything after a secret or an unknown key).
 inline void url_param(database_url& out, config_errors& errs, std::string_view source,
-                      const std::string& key, std::string value,
+                      const std::string& key, std::string value, bool show,
                       std::vector<std::string>& query_hosts, std::vector<std::string>& ports,
                       bool& hosts_from_param, bool& ports_from_param)
 {
@@ -100,40 +103,48 @@ inline void url_param(database_url& out, config_errors& errs, std::string_view s
         out.connect.password = secret(std::move(value));
         out.has_password = !out.connect.password.empty();
     }
-    else if (key == "ssl" && value == "true") // libpq's JDBC-compatible spelling
-        out.settings.push_back({find_spec_by_param("sslmode"),
-                                setting_value{static_cast<std::int64_t>(ssl_mode::require), {}}});
+    else if (key == "ssl") // libpq's JDBC-compatible spelling; libpq refuses any other value
+    {
+        if (value == "true")
+            out.settings.push_back(
+                {find_spec_by_param("sslmode"),
+                 setting_value{static_cast<std::int64_t>(ssl_mode::require), {}}});
+        else
+            url_error(errs, source, where, show ? value : "(not shown)", "unsupported value",
+                      "ssl=true (libpq's spelling of sslmode=require), or use sslmode");
+    }
     else if (const setting_spec* spec = find_spec_by_param(key))
     {
         auto v = parse_setting(*spec, value);
         if (v)
             out.settings.push_back({spec, std::move(*v)});
         else
-            url_error(errs, source, where, value, v.error().problem, v.error().allowed);
+        {
+            // Problems may quote part of the value ("unknown unit \"xyz\""): cut that too.
+            std::string problem = v.error().problem;
+            if (!show)
+                problem = problem.substr(0, problem.find(" \""));
+            url_error(errs, source, where, show ? value : "(not shown)", std::move(problem),
+                      v.error().allowed);
+        }
     }
-    else if (is_libpq_keyword(key))
-        out.connect.extra.emplace_back(key, std::move(value));
     else
-        url_error(errs, source, where, value, "unknown parameter",
-                  "a libpq connection parameter or a pgcoro parameter (docs/configuration.md)");
+        out.connect.extra.emplace_back(key, std::move(value));
 }
 
-inline std::optional<std::uint16_t> parse_port(std::string_view s)
-{
-    auto v = parse_count(s, 1, 65'535);
-    if (!v)
-        return std::nullopt;
-    return static_cast<std::uint16_t>(*v);
-}
 } // namespace detail
 
 /// Parses a `postgres://` / `postgresql://` URI or a libpq `key=value` string, as libpq accepts
 /// them: percent-decoding, `[IPv6]` hosts, several `host:port` pairs, unix-socket directories
-/// (`host=/run/postgresql` or a percent-encoded path as host), query parameters. pgcoro's own
-/// parameters are taken out into `settings`; any other must be a PQconndefaults() keyword.
-/// `source` names the text in errors ("DATABASE_URL"). Every problem is reported, none echoes
-/// the password. Differences from libpq: no host means localhost over TCP, not libpq's default
-/// socket directory; user-info ends at the last '@' (libpq: the first).
+/// (`host=/run/postgresql` or a percent-encoded path as host), query parameters, user-info up
+/// to the first '@' before any '/' (so a password may hold unencoded '?', '#' and ':'). pgcoro's
+/// own parameters are taken out into `settings`; any other must be a PQconndefaults() keyword.
+/// `source` names the text in errors ("DATABASE_URL"). Every problem is reported. No error
+/// echoes a password, the value of an unknown or secret key (named only, as libpq does), or
+/// anything that could be part of a password (text after a secret or unknown key, or after a
+/// stray '@'). Differences from libpq: no host means localhost over TCP, not libpq's default
+/// socket directory; user-info runs to the last '@' of the host part ("u:p@ss@h" is password
+/// "p@ss"); an unencoded '@' in the database name is refused.
 inline tl::expected<database_url, config_errors>
 parse_database_url(std::string_view text, std::string_view source = "DATABASE_URL")
 {
@@ -142,10 +153,10 @@ parse_database_url(std::string_view text, std::string_view source = "DATABASE_UR
     database_url out;
     std::string_view trimmed = trim(text);
     bool uri = uri_prefix_length(trimmed) != 0;
-    if (!uri && trimmed.find("://") != std::string_view::npos)
+    if (auto sep = trimmed.find("://");
+        !uri && sep != std::string_view::npos && is_scheme(trimmed.substr(0, sep)))
     {
-        std::string scheme(trimmed.substr(0, trimmed.find("://")));
-        url_error(errs, source, "scheme", scheme, "unsupported scheme",
+        url_error(errs, source, "scheme", std::string(trimmed.substr(0, sep)), "unsupported scheme",
                   "postgres:// or postgresql://, or a libpq key=value string");
         return tl::unexpected(errs);
     }
@@ -161,42 +172,83 @@ parse_database_url(std::string_view text, std::string_view source = "DATABASE_UR
         url_error(errs, source, parts.error().where, parts.error().value, parts.error().problem);
         return tl::unexpected(errs);
     }
-    auto decode = [&](std::string_view s, const char* where, bool secret_value)
+    // Once a secret or unknown key was seen, or when an '@' makes the split uncertain, what
+    // follows may be part of a password: errors then echo no value and no odd-looking name.
+    bool tainted = parts->ambiguous;
+    auto decode = [&](std::string_view s, const std::string& where, bool show)
     {
         if (!uri)
-            return std::string(s);
+            return std::optional<std::string>(std::string(s));
         auto d = percent_decode(s);
         if (!d)
-        {
-            url_error(errs, source, where, secret_value ? "****" : std::string(s),
+            url_error(errs, source, where, show ? std::string(s) : "(not shown)",
                       "invalid percent-encoding", "%XX with two hex digits, not %00");
-            return std::string();
-        }
-        return *d;
+        return d;
     };
-    out.connect.user = decode(parts->user, "user", false);
+    out.connect.user = decode(parts->user, "user", !tainted).value_or("");
     if (parts->has_password)
     {
-        out.connect.password = secret(decode(parts->password, "password", true));
+        out.connect.password = secret(decode(parts->password, "password", false).value_or(""));
         out.has_password = !out.connect.password.empty();
     }
     if (parts->has_path)
-        out.connect.dbname = decode(parts->path, "dbname", false);
+        out.connect.dbname = decode(parts->path, "dbname", !tainted).value_or("");
 
+    // Without user-info, a URI's "host:port" may be a "user:password" that lost its '@'.
+    const bool show_host = !tainted && (!uri || parts->has_userinfo);
     std::vector<std::string> hosts, ports;
     for (auto [h, p] : parts->hosts)
     {
-        hosts.push_back(decode(h, "host", false));
-        ports.push_back(decode(p, "port", false));
+        hosts.push_back(decode(h, "host", show_host).value_or(""));
+        ports.push_back(decode(p, "port", show_host).value_or(""));
     }
     bool hosts_param = false, ports_param = false;
     std::vector<std::string> query_hosts, query_ports;
-    for (auto& [k, v] : parts->params)
+    std::size_t index = 0;
+    for (const auto& p : parts->params)
     {
-        std::string key = decode(k, "parameter name", false);
-        std::string value = decode(v, ("parameter " + key).c_str(), key == "password");
-        url_param(out, errs, source, key, std::move(value), query_hosts, query_ports, hosts_param,
-                  ports_param);
+        const std::string numbered = "parameter #" + std::to_string(++index);
+        if (!p.has_eq)
+        {
+            url_error(errs, source, numbered, "(not shown)", "missing '=' and value",
+                      "key=value; percent-encode '&' and '=' inside values (%26, %3D)");
+            tainted = true;
+            continue;
+        }
+        auto key = decode(p.key, numbered + " name", false);
+        if (!key)
+        {
+            tainted = true;
+            continue;
+        }
+        const bool known = is_known_param(*key);
+        const bool named = known || (!tainted && looks_like_keyword(*key));
+        const std::string where = named ? "parameter " + *key : numbered;
+        // A percent-encoded key is treated as secret whatever it decodes to: encoding a key
+        // name has no use but hiding it (pass%77ord).
+        const bool secret_value = is_secret_key(*key) || !known || p.key != *key;
+        if (p.extra_eq)
+        {
+            url_error(errs, source, where, "(not shown)",
+                      "extra '=' in the value (percent-encode it as %3D)");
+            tainted = true;
+            continue;
+        }
+        if (!known)
+        {
+            url_error(errs, source, where, "(not shown)",
+                      named ? "unknown parameter" : "unknown parameter (name not shown)",
+                      "a libpq connection parameter or a pgcoro parameter (docs/configuration.md)");
+            tainted = true;
+            continue;
+        }
+        const bool show = !secret_value && !tainted;
+        auto value = decode(p.value, where, show);
+        if (value)
+            url_param(out, errs, source, *key, std::move(*value), show, query_hosts, query_ports,
+                      hosts_param, ports_param);
+        if (secret_value)
+            tainted = true;
     }
     if (hosts_param)
         hosts = query_hosts;
@@ -229,7 +281,8 @@ parse_database_url(std::string_view text, std::string_view source = "DATABASE_UR
             if (auto n = parse_port(port))
                 hp.port = *n;
             else
-                url_error(errs, source, "port", std::string(port), "invalid port",
+                url_error(errs, source, "port",
+                          tainted || !show_host ? "(not shown)" : std::string(port), "invalid port",
                           "an integer in 1..65535");
         }
         out.connect.hosts.push_back(std::move(hp));
@@ -239,66 +292,18 @@ parse_database_url(std::string_view text, std::string_view source = "DATABASE_UR
     return out;
 }
 
-/// `text` with its password replaced by "****" (user-info and `password=` parameters), for log
-/// lines and messages. Text that does not parse is not echoed at all.
+/// `text` with every secret replaced by "****", for log lines and messages: the user-info
+/// password (split as parse_database_url() does, so a password may hold '?'), the values of
+/// `password`, `sslpassword` and unknown (possibly misspelled) keys, and, in a URI, whatever
+/// follows a key that may be part of a password. Text that does not parse, or a URI whose '@'
+/// leaves it unclear where the password ends, is not echoed at all.
 inline std::string redact_url(std::string_view text)
 {
     using namespace detail;
     std::string_view t = trim(text);
     if (uri_prefix_length(t) != 0)
-    {
-        std::string out(t);
-        auto q = out.find('?');
-        auto at = out.rfind('@', q == std::string::npos ? std::string::npos : q);
-        auto start = uri_prefix_length(t);
-        if (at != std::string::npos && at >= start)
-            if (auto colon = out.find(':', start); colon != std::string::npos && colon < at)
-                out.replace(colon + 1, at - colon - 1, "****");
-        q = out.find('?');
-        if (q == std::string::npos)
-            return out;
-        std::string result = out.substr(0, q + 1);
-        std::string_view query = std::string_view(out).substr(q + 1);
-        bool first = true;
-        while (true)
-        {
-            auto amp = query.find('&');
-            std::string_view kv = query.substr(0, amp);
-            auto eq = kv.find('=');
-            auto key = percent_decode(kv.substr(0, eq));
-            if (!first)
-                result += '&';
-            first = false;
-            if (!key || *key == "password" || eq == std::string_view::npos)
-                result += std::string(kv.substr(0, eq)) + "=****";
-            else
-                result += kv;
-            if (amp == std::string_view::npos)
-                return result;
-            query.remove_prefix(amp + 1);
-        }
-    }
-    auto parts = split_conninfo(t);
-    if (!parts || t.find("://") != std::string_view::npos)
-        return "(connection string not shown)";
-    std::string out;
-    for (const auto& [k, v] : parts->params)
-    {
-        if (!out.empty())
-            out += ' ';
-        std::string value = v;
-        if (k == "password")
-            value = "****";
-        out += k + "='";
-        for (char c : value)
-        {
-            if (c == '\'' || c == '\\')
-                out += '\\';
-            out += c;
-        }
-        out += '\'';
-    }
-    return out;
+        return redact_uri(t);
+    return redact_conninfo(t);
 }
 
 /// A postgresql:// URL describing `c`, with the password shown as "****" (for messages and
@@ -350,7 +355,7 @@ inline std::string to_url(const connect_config& c)
     if (!c.application_name.empty())
         out += "&application_name=" + enc(c.application_name);
     for (const auto& [k, v] : c.extra)
-        out += '&' + enc(k) + '=' + (k == "password" || k == "sslpassword" ? "****" : enc(v));
+        out += '&' + enc(k) + '=' + (detail::is_secret_key(k) ? "****" : enc(v));
     return out;
 }
 

@@ -116,6 +116,16 @@ struct release_event
     bool reset = false; ///< true when returned inside a transaction (the pool rolls it back)
 };
 
+/// True when a failure's message was written by the server about a statement
+/// (errc::query_failed). Such messages and their DETAIL quote data values ("Key
+/// (email)=(alice@example.com) already exists", "invalid input syntax for type date: ...",
+/// "Failing row contains (...)"), so logging_observer and stats_collector leave them out
+/// unless told otherwise (log_server_messages); SQLSTATE, its class and the fingerprint stay.
+inline bool is_server_message(std::error_code code) noexcept
+{
+    return code == make_error_code(errc::query_failed);
+}
+
 /// A statement finished (fired for every statement, slow or not).
 struct query_event
 {

@@ -31,16 +31,24 @@ using log_sink = std::function<void(log_level, std::string_view)>;
 /// breaker; error for failed statements.
 /// Privacy: parameter values are never available to it. A statement's fingerprint (literals
 /// replaced by ?) is printed only when the minimum level is debug or trace (development);
-/// otherwise only its 64-bit hash, to correlate lines. Error messages arrive redacted.
+/// otherwise only its 64-bit hash, to correlate lines. Error messages arrive redacted. A
+/// failed statement is logged with its error code, SQLSTATE, SQLSTATE class and fingerprint;
+/// the server's message and DETAIL, which quote data values (is_server_message()), only when
+/// `server_messages` is true (settings::log_server_messages: off in staging and production).
 /// Thread safety: as thread-safe as the sink; a sink that throws is ignored.
 class logging_observer : public observer
 {
 public:
     /// Logs to `sink` every event at `min_level` or above; log_level::off logs nothing.
-    explicit logging_observer(log_sink sink, log_level min_level = log_level::info)
-        : sink_(std::move(sink)), min_(min_level)
+    /// `server_messages` adds the server's message to failed-statement and retry lines.
+    explicit logging_observer(log_sink sink, log_level min_level = log_level::info,
+                              bool server_messages = false)
+        : sink_(std::move(sink)), min_(min_level), server_messages_(server_messages)
     {
     }
+
+    /// Whether failed-statement lines carry the server's message (may quote data values).
+    bool server_messages() const noexcept { return server_messages_; }
 
     /// The minimum level this observer writes.
     log_level min_level() const noexcept { return min_; }
@@ -242,8 +250,8 @@ private:
         }
         s += '"';
     }
-    static void failure(std::string& s, std::error_code code, sqlstate state,
-                        std::string_view message)
+    void failure(std::string& s, std::error_code code, sqlstate state,
+                 std::string_view message) const
     {
         if (code)
         {
@@ -255,8 +263,10 @@ private:
         {
             s += " sqlstate=";
             s += state.view();
+            s += " sqlstate_class=";
+            s += state.class_code();
         }
-        if (!message.empty())
+        if (!message.empty() && (server_messages_ || !is_server_message(code)))
         {
             s += " message=";
             quoted(s, message);
@@ -282,6 +292,7 @@ private:
 
     log_sink sink_;
     log_level min_;
+    bool server_messages_ = false;
 };
 
 } // namespace pgcoro

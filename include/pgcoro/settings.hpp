@@ -7,6 +7,7 @@
 #include <pgcoro/database_url.hpp>
 #include <pgcoro/detail/config_env.hpp>
 #include <pgcoro/detail/config_table.hpp>
+#include <pgcoro/detail/libpq_target.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/profile.hpp>
 #include <pgcoro/secret.hpp>
@@ -22,6 +23,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pgcoro
 {
@@ -35,6 +37,14 @@ struct settings
     std::optional<connect_config> direct;
     pool_config pool;                ///< from the profile, URL parameters and env vars
     log_level log = log_level::info; ///< from the profile or PGCORO_LOG_LEVEL
+    /// Whether logs and the last-failure message may carry the server's message and DETAIL
+    /// of a failed statement, which quote data values (e-mail addresses, a failing row). Pass
+    /// it to logging_observer and stats_collector_options::server_messages. Default: true in
+    /// development, false in staging and production; env PGCORO_LOG_SERVER_MESSAGES.
+    bool log_server_messages = false;
+    /// Problems that do not stop start-up ("env PGCORO_PASSWORD_FILE: the file /run/pw is
+    /// accessible by group or others ..."), one line each, for the caller to log at warn.
+    std::vector<std::string> warnings;
 
     /// Multi-line description with URLs redacted ("****" for passwords).
     std::string to_string() const
@@ -42,6 +52,7 @@ struct settings
         using detail::format_duration;
         std::string s = "profile: " + std::string(pgcoro::to_string(prof)) + "\n";
         s += "log_level: " + std::string(pgcoro::to_string(log)) + "\n";
+        s += std::string("log_server_messages: ") + (log_server_messages ? "true" : "false") + "\n";
         s += "connect: " + to_url(connect) + "\n";
         if (direct)
             s += "direct: " + to_url(*direct) + "\n";
@@ -91,6 +102,8 @@ struct settings_overrides
     /// Beats PGCORO_ALLOW_INSECURE: true lets the production profile connect over TCP with an
     /// sslmode that may run without TLS (disable, allow, prefer).
     std::optional<bool> allow_insecure;
+    /// Beats PGCORO_LOG_SERVER_MESSAGES (settings::log_server_messages).
+    std::optional<bool> log_server_messages;
 };
 
 /// Looks up one environment variable; nullopt when unset. Injectable for tests.
@@ -185,8 +198,10 @@ inline std::optional<std::string> pick_url(const std::optional<std::string>& cod
     return v;
 }
 
-// The password from PGCORO_PASSWORD_FILE or DATABASE_PASSWORD_FILE (both set: an error).
-inline std::optional<secret> password_from_files(const env_lookup& env, config_errors& errs)
+// The password from PGCORO_PASSWORD_FILE or DATABASE_PASSWORD_FILE (both set: an error);
+// what is worth a warning about the file goes to `warnings`.
+inline std::optional<secret> password_from_files(const env_lookup& env, config_errors& errs,
+                                                 std::vector<std::string>& warnings)
 {
     auto a = env("PGCORO_PASSWORD_FILE");
     auto b = env("DATABASE_PASSWORD_FILE");
@@ -209,34 +224,76 @@ inline std::optional<secret> password_from_files(const env_lookup& env, config_e
     if (!content)
     {
         errs.add({"env " + var, "connect.password", *path, "the file " + content.error(),
-                  "a readable file holding the password (one trailing newline is removed)"});
+                  "a readable regular file holding the password on one line (one trailing "
+                  "newline is removed)"});
         return std::nullopt;
     }
-    return secret(std::move(*content));
+    for (const auto& w : content->warnings)
+        warnings.push_back("env " + var + ": the file " + *path + " " + w);
+    return secret(std::move(content->value));
 }
 
 // The production profile refuses connections that may run without TLS over TCP (sslmode
 // disable, allow or prefer), unless PGCORO_ALLOW_INSECURE=1 or settings_overrides::
-// allow_insecure says so. `url_var` names the connection (DATABASE_URL, DIRECT_DATABASE_URL)
-// and `origin` where its sslmode came from.
+// allow_insecure says so. The decision is libpq's: `extra` (passed last, so it wins), a
+// hostaddr from the URL, a service file or PGHOSTADDR turns a unix-socket host into TCP
+// (detail::find_plaintext_route). `url_var` names the connection (DATABASE_URL,
+// DIRECT_DATABASE_URL) and `origin` where its sslmode came from.
 inline void check_production_tls(const connect_config& c, std::string_view url_var,
-                                 const std::string& origin, config_errors& errs)
+                                 std::string origin, const env_lookup& env, config_errors& errs)
 {
-    if (!may_run_without_tls(c))
+    std::string problem;
+    auto route = find_plaintext_route(c, env, problem);
+    if (!problem.empty())
+    {
+        errs.add({std::string(url_var), "connect.sslmode", std::string(to_string(c.sslmode)),
+                  "cannot tell whether the connection runs over TCP without TLS: " + problem,
+                  "require, verify-ca, verify-full; a service that exists; or set "
+                  "PGCORO_ALLOW_INSECURE=1"});
         return;
-    std::string where;
-    for (const auto& h : c.hosts)
-        if (h.host.empty() || h.host.front() != '/')
-        {
-            where = h.host + ":" + std::to_string(h.port);
-            break;
-        }
-    const std::string mode(to_string(c.sslmode));
-    errs.add({origin, "connect.sslmode", mode,
-              std::string(url_var) + " sslmode=" + mode +
-                  " is not allowed in the production profile (the connection to " + where +
+    }
+    if (!route)
+        return;
+    if (extra_value(c, "sslmode"))
+        origin = std::string(url_var) + " connect.extra sslmode";
+    errs.add({std::move(origin), "connect.sslmode", route->sslmode,
+              std::string(url_var) + " sslmode=" + route->sslmode +
+                  " is not allowed in the production profile (the connection to " + route->target +
                   " could run without TLS)",
               "require, verify-ca, verify-full; or set PGCORO_ALLOW_INSECURE=1 to allow it"});
+}
+
+// Refuses a libpq parameter in `extra` that pgcoro also passes from a field of its own:
+// passed later, it would silently override the field and the rules that check it.
+inline void check_extra_duplicates(const connect_config& c, std::string_view url_var,
+                                   config_errors& errs)
+{
+    for (const auto& [k, v] : c.extra)
+        for (std::string_view own : keys_set_by_pgcoro)
+            if (k == own)
+                errs.add({std::string(url_var) + " parameter " + k, "connect.extra", "(not shown)",
+                          "pgcoro passes " + k +
+                              " itself (client_encoding is always UTF8); "
+                              "a second value would override it",
+                          "the setting of the same name (docs/configuration.md)"});
+}
+
+// A boolean env var, with the value set in code on top; `fallback` when neither is set.
+inline bool env_bool(const env_lookup& env, const char* var, const std::optional<bool>& code,
+                     bool fallback, config_errors& errs)
+{
+    if (code)
+        return *code;
+    auto v = env(var);
+    if (!v)
+        return fallback;
+    auto b = parse_bool(*v);
+    if (!b)
+    {
+        errs.add({"env " + std::string(var), "", *v, b.error().problem, b.error().allowed});
+        return fallback;
+    }
+    return *b;
 }
 
 // PGCORO_ALLOW_INSECURE (a boolean), with the value set in code on top; false when unset.
@@ -263,8 +320,11 @@ inline bool allow_insecure(const env_lookup& env, const settings_overrides& code
 /// DIRECT_DATABASE_URL, DATABASE_CONNECTION_LIMIT, DATABASE_POOL_TIMEOUT, the PGCORO_* vars of
 /// docs/configuration.md and PGCORO_PASSWORD_FILE / DATABASE_PASSWORD_FILE. The production
 /// profile refuses an sslmode that may run without TLS over TCP (disable, allow, prefer)
-/// unless PGCORO_ALLOW_INSECURE is true. Reports every problem at once; no message contains a
-/// password. Does not throw (except std::bad_alloc).
+/// unless PGCORO_ALLOW_INSECURE is true; TCP as libpq decides it (a hostaddr from the URL, a
+/// service file or PGHOSTADDR sends even a unix-socket host over TCP). A URL parameter that
+/// pgcoro passes itself (client_encoding) is refused. File warnings go to settings::warnings.
+/// Reports every problem at once; no message contains a password. Does not throw (except
+/// std::bad_alloc).
 inline tl::expected<settings, config_errors> settings_from_env(const env_lookup& env,
                                                                const settings_overrides& code = {})
 {
@@ -346,12 +406,15 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
         spec.apply(t, *parsed);
         origins[std::string(spec.field)] = "env " + std::string(spec.env);
     }
-    auto file_password = password_from_files(env, errs);
+    auto file_password = password_from_files(env, errs, s.warnings);
     if (file_password)
         s.connect.password = *file_password;
 
     // 4. Code over everything.
     detail::apply_overrides(code, s, origins);
+    // Server messages quote data values: only development logs them unless told otherwise.
+    s.log_server_messages = env_bool(env, "PGCORO_LOG_SERVER_MESSAGES", code.log_server_messages,
+                                     s.prof == profile::development, errs);
 
     // 5. DIRECT_DATABASE_URL: the main connection's settings, its own address, no pooler.
     std::string direct_sslmode_origin = origin_of(origins, "connect.sslmode");
@@ -386,14 +449,18 @@ inline tl::expected<settings, config_errors> settings_from_env(const env_lookup&
 
     // 6. One validation over the merged result; each issue names its value's origin.
     add_issues(errs, validate(s.pool, s.connect), s.pool, s.connect, origins);
+    check_extra_duplicates(s.connect, "DATABASE_URL", errs);
+    if (s.direct)
+        check_extra_duplicates(*s.direct, "DIRECT_DATABASE_URL", errs);
 
     // 7. Production means TLS on every TCP connection, unless explicitly allowed otherwise.
     if (!detail::allow_insecure(env, code, errs) && s.prof == profile::production)
     {
-        check_production_tls(s.connect, "DATABASE_URL", origin_of(origins, "connect.sslmode"),
+        check_production_tls(s.connect, "DATABASE_URL", origin_of(origins, "connect.sslmode"), env,
                              errs);
         if (s.direct)
-            check_production_tls(*s.direct, "DIRECT_DATABASE_URL", direct_sslmode_origin, errs);
+            check_production_tls(*s.direct, "DIRECT_DATABASE_URL", direct_sslmode_origin, env,
+                                 errs);
     }
     (void)profile_source;
     if (!errs.empty())

@@ -31,6 +31,10 @@ struct stats_collector_options
     /// The wall clock stamped on the last failure; nullptr (the default) means
     /// std::chrono::system_clock::now. Tests pass a fixed clock.
     std::chrono::system_clock::time_point (*now)() = nullptr;
+    /// Keep the server's message of a failed statement in last_failure_message. Default
+    /// false: it may quote data values (is_server_message()), and health endpoints show it;
+    /// the code and SQLSTATE are kept either way. settings::log_server_messages.
+    bool server_messages = false;
 };
 
 /// What stats_collector::snapshot() returns: plain numbers, safe to copy, render and compare.
@@ -70,6 +74,8 @@ struct metrics_snapshot
     /// When the last failure (window failure or failed connect) happened; empty if never.
     std::optional<std::chrono::system_clock::time_point> last_failure;
     /// Its redacted message ("pool_timeout: ...", "connect_failed [28P01]: ..."); may be empty.
+    /// A failed statement's server message is left out ("query_failed [23505]") unless
+    /// stats_collector_options::server_messages is set.
     std::string last_failure_message;
 
     histogram_snapshot acquire_wait;   ///< time acquire() waited (served, timed out, cancelled)
@@ -103,7 +109,7 @@ public:
     explicit stats_collector(stats_collector_options options = {})
         : window_size_(options.window == 0 ? 1 : options.window),
           window_(std::make_unique<std::atomic<std::uint8_t>[]>(window_size_)),
-          now_(options.now ? options.now : &system_now)
+          now_(options.now ? options.now : &system_now), server_messages_(options.server_messages)
     {
     }
 
@@ -279,7 +285,7 @@ private:
                 last_failure_message_ += state.view();
                 last_failure_message_ += ']';
             }
-            if (!message.empty())
+            if (!message.empty() && (server_messages_ || !is_server_message(code)))
             {
                 last_failure_message_ += ": ";
                 last_failure_message_ += message;
@@ -313,6 +319,7 @@ private:
     latency_histogram connect_time_;
 
     std::chrono::system_clock::time_point (*now_)();
+    bool server_messages_; // stats_collector_options::server_messages
     mutable std::mutex failure_mutex_;
     std::optional<std::chrono::system_clock::time_point> last_failure_;
     std::string last_failure_message_;

@@ -278,17 +278,54 @@ constexpr bool always_tls(ssl_mode m) noexcept
 
 /// True when a connection made with `c` may run unencrypted over the network: its sslmode is
 /// disable, allow or prefer, and at least one of its hosts is reached over TCP. Unix-socket
-/// directories (hosts starting with '/') never leave the machine and never use TLS, so a
-/// config with only those is not insecure. The production profile refuses such configs
-/// unless told otherwise (settings_from_env(), PGCORO_ALLOW_INSECURE).
+/// directories (hosts starting with '/' or '@') never leave the machine and never use TLS, so
+/// a config with only those is not insecure, unless a `hostaddr` sends libpq over TCP anyway.
+/// `extra` is passed to libpq after pgcoro's own keys, so its sslmode, host and hostaddr win
+/// and are what is judged. Service files and PG* variables are settings_from_env()'s part
+/// (detail::find_plaintext_route). The production profile refuses such configs unless told
+/// otherwise (settings_from_env(), PGCORO_ALLOW_INSECURE).
 inline bool may_run_without_tls(const connect_config& c) noexcept
 {
-    if (always_tls(c.sslmode))
+    std::string_view mode = to_string(c.sslmode), host_list, hostaddr;
+    bool extra_host = false;
+    for (const auto& [k, v] : c.extra)
+    {
+        if (v.empty()) // libpq ignores empty values in PQconnectStartParams' arrays
+            continue;
+        if (k == "sslmode")
+            mode = v;
+        else if (k == "host")
+        {
+            host_list = v;
+            extra_host = true;
+        }
+        else if (k == "hostaddr")
+            hostaddr = v;
+    }
+    if (mode == "require" || mode == "verify-ca" || mode == "verify-full")
         return false;
+    if (!hostaddr.empty())
+        return true;
+    auto tcp = [](std::string_view h)
+    {
+        return h.empty() || (h.front() != '/' && h.front() != '@');
+    };
+    if (extra_host)
+    {
+        while (true)
+        {
+            auto comma = host_list.find(',');
+            if (tcp(host_list.substr(0, comma)))
+                return true;
+            if (comma == std::string_view::npos)
+                return false;
+            host_list.remove_prefix(comma + 1);
+        }
+    }
     for (const auto& h : c.hosts)
-        if (h.host.empty() || h.host.front() != '/')
+        if (tcp(h.host))
             return true;
-    return false;
+    return c.hosts.empty();
 }
 
 /// Checks a pool_config and a connect_config together (as validate(pool, connect_preset)).

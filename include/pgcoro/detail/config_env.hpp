@@ -7,12 +7,12 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/detail/config_parse.hpp>
 #include <pgcoro/detail/config_table.hpp>
+#include <pgcoro/detail/secret_file.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/validate.hpp>
 
 #include <tl/expected.hpp>
 
-#include <fstream>
 #include <map>
 #include <string>
 #include <string_view>
@@ -28,29 +28,6 @@ inline std::string origin_of(const origin_map& m, std::string_view field)
 {
     auto it = m.find(field);
     return it == m.end() ? std::string("default") : it->second;
-}
-
-// Reads a secret from a file (Docker/Kubernetes secrets): at most 64 KiB, one trailing newline
-// (LF or CRLF) removed. The error text never contains the file's content.
-inline tl::expected<std::string, std::string> read_secret_file(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return tl::unexpected(std::string("cannot be opened"));
-    std::string data(64 * 1024 + 1, '\0');
-    in.read(data.data(), static_cast<std::streamsize>(data.size()));
-    if (in.bad())
-        return tl::unexpected(std::string("cannot be read"));
-    data.resize(static_cast<std::size_t>(in.gcount()));
-    if (data.size() > 64 * 1024)
-        return tl::unexpected(std::string("is larger than 64 KiB"));
-    if (!data.empty() && data.back() == '\n')
-        data.pop_back();
-    if (!data.empty() && data.back() == '\r')
-        data.pop_back();
-    if (data.empty())
-        return tl::unexpected(std::string("is empty"));
-    return data;
 }
 
 // The current value of a field, as text (for error messages).

@@ -18,6 +18,15 @@
 namespace pgcoro::detail
 {
 
+// One query parameter of a URI as written: still percent-encoded, not yet checked.
+struct raw_param
+{
+    std::string key;
+    std::string value;
+    bool has_eq = true;    // false: "key" with no '=' at all
+    bool extra_eq = false; // true: "key=a=b", a second '=' in the value
+};
+
 // The raw pieces of a connection string, not yet decoded (URI) or already unquoted (conninfo).
 struct url_parts
 {
@@ -25,10 +34,14 @@ struct url_parts
     std::string_view user;     // URI: still percent-encoded
     std::string_view password; // URI: still percent-encoded
     bool has_password = false;
+    bool has_userinfo = false; // URI: an '@' ended user-info (else "u:pw" may read as host:port)
     std::vector<std::pair<std::string_view, std::string_view>> hosts; // host, port (encoded)
     std::string_view path;                                            // URI: dbname, encoded
     bool has_path = false;
-    std::vector<std::pair<std::string, std::string>> params; // key, value (URI: still encoded)
+    std::vector<raw_param> params; // URI: still encoded; conninfo: unquoted, has_eq always true
+    // URI: an '@' outside user-info (in the query), or no user-info but an '@' somewhere. Part
+    // of a password may then sit in a host, port or parameter, so errors echo none of them.
+    bool ambiguous = false;
 };
 
 // A syntax error; `where` names the part ("host", "port", "parameter options"). Never carries
@@ -51,25 +64,36 @@ constexpr std::size_t uri_prefix_length(std::string_view s) noexcept
     return 0;
 }
 
-// Splits "[user[:password]@][host[:port][,...]][/dbname][?key=value&...]".
-// User-info ends at the *last* '@' before the query: libpq would stop at the first one, but a
-// password holding an unencoded '@' or '/' would then spill into the host part and be echoed by
-// a host or port error. Taking the last '@' keeps the password out of every later message.
+// The length of the user-info of `s` (the URI after its scheme), '@' included; 0 when none.
+// libpq (conninfo_uri_parse_options) ends user-info at the first '@' that comes before any
+// '/': '?', '#' and ':' do not end it, so "u:ab?cd@h" is user u, password "ab?cd", and a
+// '/' in the password means there is no user-info at all (checked with PQconninfoParse, libpq
+// 15). One extension: when the host part that follows (up to '/' or '?') holds more '@',
+// user-info runs to the last of them ("u:p@ss@h" is password "p@ss"); libpq would take host
+// "ss@h", which no server can have, and print it in its error.
+constexpr std::size_t userinfo_length(std::string_view s) noexcept
+{
+    auto first = s.find_first_of("@/");
+    if (first == std::string_view::npos || s[first] != '@')
+        return 0;
+    auto host_end = s.find_first_of("/?", first + 1);
+    auto host = s.substr(0, host_end);
+    return host.rfind('@') + 1;
+}
+
+// Splits "[user[:password]@][host[:port][,...]][/dbname][?key=value&...]" as libpq does
+// (userinfo_length() says where user-info ends). Query parameters are split at '&' and their
+// first '='; the caller reports missing or extra '=' (it knows which keys are secret).
 inline tl::expected<url_parts, url_syntax_error> split_uri(std::string_view s)
 {
     url_parts out;
     out.is_uri = true;
     s.remove_prefix(uri_prefix_length(s));
-    std::string_view query;
-    if (auto q = s.find('?'); q != std::string_view::npos)
+    if (auto n = userinfo_length(s); n != 0)
     {
-        query = s.substr(q + 1);
-        s = s.substr(0, q);
-    }
-    if (auto at = s.rfind('@'); at != std::string_view::npos)
-    {
-        std::string_view info = s.substr(0, at);
-        s.remove_prefix(at + 1);
+        std::string_view info = s.substr(0, n - 1);
+        s.remove_prefix(n);
+        out.has_userinfo = true;
         auto colon = info.find(':');
         out.user = info.substr(0, colon);
         if (colon != std::string_view::npos)
@@ -78,13 +102,34 @@ inline tl::expected<url_parts, url_syntax_error> split_uri(std::string_view s)
             out.has_password = true;
         }
     }
+    else
+        out.ambiguous = s.find('@') != std::string_view::npos;
+    std::string_view query;
+    if (auto q = s.find('?'); q != std::string_view::npos)
+    {
+        query = s.substr(q + 1);
+        s = s.substr(0, q);
+        out.ambiguous = out.ambiguous || query.find('@') != std::string_view::npos;
+    }
     std::string_view hostspec = s;
     if (auto slash = s.find('/'); slash != std::string_view::npos)
     {
         hostspec = s.substr(0, slash);
         out.path = s.substr(slash + 1);
         out.has_path = true;
+        // libpq would take "x@h/db" as a database name; when user-info holds a '/', that is
+        // the tail of the password. No database name needs an unencoded '@'.
+        if (out.path.find('@') != std::string_view::npos)
+            return tl::unexpected(url_syntax_error{
+                "dbname", "(not shown)",
+                "unencoded '@' after the host: percent-encode '/', '@' and '?' in the user name "
+                "and password (%2F, %40, %3F) and '@' in the database name (%40)"});
     }
+    // Without user-info, "u:pw" before '/' reads as host and port: echo neither.
+    auto shown = [&](std::string_view v)
+    {
+        return out.ambiguous || !out.has_userinfo ? "(not shown)" : std::string(v);
+    };
     while (!hostspec.empty())
     {
         std::string_view host, port;
@@ -93,8 +138,8 @@ inline tl::expected<url_parts, url_syntax_error> split_uri(std::string_view s)
         {
             auto close = hostspec.find(']');
             if (close == std::string_view::npos)
-                return tl::unexpected(url_syntax_error{"host", std::string(hostspec),
-                                                       "missing ']' after an IPv6 address"});
+                return tl::unexpected(
+                    url_syntax_error{"host", shown(hostspec), "missing ']' after an IPv6 address"});
             host = hostspec.substr(1, close - 1);
             if (host.empty())
                 return tl::unexpected(
@@ -102,7 +147,7 @@ inline tl::expected<url_parts, url_syntax_error> split_uri(std::string_view s)
             end = close + 1;
             if (end < hostspec.size() && hostspec[end] != ':' && hostspec[end] != ',')
                 return tl::unexpected(
-                    url_syntax_error{"host", std::string(hostspec), "unexpected text after ']'"});
+                    url_syntax_error{"host", shown(hostspec), "unexpected text after ']'"});
         }
         else
         {
@@ -132,16 +177,15 @@ inline tl::expected<url_parts, url_syntax_error> split_uri(std::string_view s)
         if (kv.empty())
             continue;
         auto eq = kv.find('=');
-        std::string_view key = kv.substr(0, eq);
-        if (eq == std::string_view::npos)
-            return tl::unexpected(
-                url_syntax_error{"parameter " + std::string(key), "", "missing '=' and value"});
-        std::string_view value = kv.substr(eq + 1);
-        if (value.find('=') != std::string_view::npos)
-            return tl::unexpected(url_syntax_error{
-                "parameter " + std::string(key), key == "password" ? "****" : std::string(value),
-                "extra '=' in the value (percent-encode it as %3D)"});
-        out.params.emplace_back(std::string(key), std::string(value));
+        raw_param p;
+        p.key = std::string(kv.substr(0, eq));
+        p.has_eq = eq != std::string_view::npos;
+        if (p.has_eq)
+        {
+            p.value = std::string(kv.substr(eq + 1));
+            p.extra_eq = p.value.find('=') != std::string::npos;
+        }
+        out.params.push_back(std::move(p));
     }
     return out;
 }
@@ -167,9 +211,11 @@ inline tl::expected<url_parts, url_syntax_error> split_conninfo(std::string_view
             ++i;
         std::string key(s.substr(start, i - start));
         skip_space();
+        // The word is not shown: after an unquoted "password=ab cd" it is half the password.
         if (i >= s.size() || s[i] != '=')
-            return tl::unexpected(
-                url_syntax_error{"parameter " + key, "", "missing '=' after the keyword"});
+            return tl::unexpected(url_syntax_error{
+                "parameter #" + std::to_string(out.params.size() + 1), "(not shown)",
+                "missing '=' after the keyword (quote values holding spaces: key='a b')"});
         ++i;
         skip_space();
         std::string value;
@@ -195,7 +241,8 @@ inline tl::expected<url_parts, url_syntax_error> split_conninfo(std::string_view
             }
             if (!closed)
                 return tl::unexpected(
-                    url_syntax_error{"parameter " + key, "", "unterminated quoted string"});
+                    url_syntax_error{"parameter #" + std::to_string(out.params.size() + 1),
+                                     "(not shown)", "unterminated quoted string"});
         }
         else
         {
@@ -206,7 +253,7 @@ inline tl::expected<url_parts, url_syntax_error> split_conninfo(std::string_view
                 value += s[i++];
             }
         }
-        out.params.emplace_back(std::move(key), std::move(value));
+        out.params.push_back(raw_param{std::move(key), std::move(value)});
     }
     return out;
 }
@@ -262,6 +309,25 @@ inline const std::vector<std::string>& libpq_keywords()
         return k;
     }();
     return keywords;
+}
+
+// Keys whose values are secrets, never printed: password, sslpassword, and any other keyword
+// PQconndefaults() marks with dispchar '*' ("password field - hide value").
+inline bool is_secret_key(std::string_view key)
+{
+    static const std::vector<std::string> secret = []
+    {
+        std::vector<std::string> k{"password", "sslpassword"};
+        std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(PQconndefaults(),
+                                                                          &PQconninfoFree);
+        if (opts)
+            for (const PQconninfoOption* o = opts.get(); o->keyword != nullptr; ++o)
+                if (o->dispchar &&
+                    std::string_view(o->dispchar).find('*') != std::string_view::npos)
+                    k.emplace_back(o->keyword);
+        return k;
+    }();
+    return std::find(secret.begin(), secret.end(), key) != secret.end();
 }
 
 // True when libpq knows `key` as a connection parameter.
