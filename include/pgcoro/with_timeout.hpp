@@ -29,9 +29,10 @@ namespace detail
 {
 // with_timeout()'s race, run on a strand: a parallel group's launch and its two completions
 // must not run concurrently, which they would on a multi-threaded io_context's raw executor.
+// (Returns an optional: co_spawn needs a default-constructible result, and T may not be.)
 template <class T>
-boost::asio::awaitable<expected<T>> race_with_timer(std::chrono::steady_clock::duration d,
-                                                    boost::asio::awaitable<expected<T>> op)
+boost::asio::awaitable<std::optional<expected<T>>>
+race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<expected<T>> op)
 {
     namespace asio = boost::asio;
     auto ex = co_await asio::this_coro::executor; // a strand (with_timeout)
@@ -49,11 +50,12 @@ boost::asio::awaitable<expected<T>> race_with_timer(std::chrono::steady_clock::d
     if (order[0] == 1 && !timer_ec)
     {
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-        co_return fail(errc::timeout, "operation timed out after " + std::to_string(ms) + " ms");
+        co_return expected<T>(
+            fail(errc::timeout, "operation timed out after " + std::to_string(ms) + " ms"));
     }
     if (!result)
-        co_return fail(errc::cancelled, "operation did not complete");
-    co_return std::move(*result);
+        co_return expected<T>(fail(errc::cancelled, "operation did not complete"));
+    co_return std::move(result);
 }
 } // namespace detail
 
@@ -79,8 +81,9 @@ boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::dura
     if (co_await detail::cancellation_requested())
         co_return fail(errc::cancelled, "cancelled before the operation started");
     auto strand = asio::make_strand(co_await asio::this_coro::executor);
-    co_return co_await asio::co_spawn(strand, detail::race_with_timer(d, std::move(op)),
-                                      asio::use_awaitable);
+    auto r = co_await asio::co_spawn(strand, detail::race_with_timer(d, std::move(op)),
+                                     asio::use_awaitable);
+    co_return std::move(*r);
 }
 
 /// with_timeout() for a callable `op` returning asio::awaitable<expected<T>>; `op` is called
