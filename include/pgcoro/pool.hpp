@@ -118,8 +118,7 @@ public:
     boost::asio::awaitable<expected<void>> warmup()
     {
         auto core = core_;
-        co_return co_await boost::asio::co_spawn(core->strand(), core->warmup(),
-                                                 boost::asio::use_awaitable);
+        co_return co_await detail::spawn_on(core->strand(), core->warmup());
     }
 
     /// Closes the pool gracefully: new acquires fail with pool_closed, waiters are woken with

@@ -5,6 +5,7 @@
 #include <pgcoro/error.hpp>
 
 #include <pgcoro/detail/resilience_op.hpp>
+#include <pgcoro/detail/spawn_on.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -81,8 +82,7 @@ boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::dura
     if (co_await detail::cancellation_requested())
         co_return fail(errc::cancelled, "cancelled before the operation started");
     auto strand = asio::make_strand(co_await asio::this_coro::executor);
-    auto r = co_await asio::co_spawn(strand, detail::race_with_timer(d, std::move(op)),
-                                     asio::use_awaitable);
+    auto r = co_await detail::spawn_on(strand, detail::race_with_timer(d, std::move(op)));
     co_return std::move(*r);
 }
 

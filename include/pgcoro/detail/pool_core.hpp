@@ -4,6 +4,7 @@
 #define PGCORO_DETAIL_POOL_CORE_HPP
 
 #include <pgcoro/detail/pool_upkeep.hpp>
+#include <pgcoro/detail/spawn_on.hpp>
 #include <pgcoro/detail/waiter_queue.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/source_location.hpp>
@@ -90,7 +91,7 @@ public:
         else
         {
             lk.unlock();
-            auto r = co_await asio::co_spawn(strand_, enqueue(start, w), asio::use_awaitable);
+            auto r = co_await spawn_on(strand_, enqueue(start, w));
             if (!r || *r)
                 co_return r; // a connection, or an error
             lk.lock();       // queued
