@@ -112,10 +112,12 @@ public:
             after_io();
             return r;
         }
-        if (e_->session().unsynced() > 0 && !sync_posted_)
+        if (e_->session().unsynced() > 0)
         {
-            // Batch: the Sync goes out once the coroutines that are ready now have queued
-            // their statements too.
+            // Batch: the Sync goes out, and libpq's buffer is flushed (one send), once the
+            // coroutines that are ready now have queued their statements too.
+            if (sync_posted_)
+                return {};
             sync_posted_ = true;
             asio::post(ex_,
                        [self = shared_from_this()]
@@ -127,8 +129,9 @@ public:
                                self->flush();
                            }
                        });
+            return {};
         }
-        flush();
+        flush(); // a Sync was sent with it (alone, or the batch was full)
         return {};
     }
 
