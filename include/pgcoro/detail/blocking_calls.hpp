@@ -180,13 +180,6 @@ public:
         return true;
     }
 
-    // Helper threads alive now (for tests and diagnostics).
-    std::size_t threads() const
-    {
-        std::lock_guard lk(mu_);
-        return threads_;
-    }
-
 private:
     blocking_calls() = default;
 
@@ -241,7 +234,7 @@ private:
         }
     }
 
-    mutable std::mutex mu_;
+    std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::shared_ptr<blocking_call>> queue_;
     std::size_t threads_ = 0;

@@ -246,7 +246,6 @@ public:
         return true;
     }
     const std::shared_ptr<cancel_call>& cancel_request() const noexcept { return cancel_; }
-    void forget_cancel_request() noexcept { cancel_.reset(); }
 
     // Finishes what abandoned statements left before the next statement: discards their
     // results, cancels them on the server, and waits until the cancel request is done, all
