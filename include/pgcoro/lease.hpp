@@ -6,8 +6,6 @@
 #include <pgcoro/detail/pool_core.hpp>
 #include <pgcoro/source_location.hpp>
 
-#include <boost/asio/post.hpp>
-
 #include <memory>
 #include <utility>
 
@@ -58,11 +56,7 @@ public:
         if (!node_)
             return;
         auto core = std::move(core_);
-        auto* node = std::exchange(node_, nullptr);
-        if (core->try_release(node, broken_))
-            return; // back on the idle stack, no hop
-        boost::asio::post(core->strand(),
-                          [core, node, broken = broken_]() { core->release(node, broken); });
+        core->release(std::exchange(node_, nullptr), broken_); // noexcept
     }
     /// Marks the connection as unusable: it is closed, not reused, when the lease ends.
     void mark_broken() noexcept { broken_ = true; }

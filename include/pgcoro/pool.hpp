@@ -5,6 +5,7 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
 #include <pgcoro/detail/pool_core.hpp>
+#include <pgcoro/detail/spawn_on.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/lease.hpp>
 #include <pgcoro/observer.hpp>

@@ -11,7 +11,8 @@
 // - 12: a wrong password made acquire() wait out acquire_timeout and return a transient
 //       pool_timeout;
 // - 9 (pool side): a timed-out statement's connection is finished off the caller's path and
-//      reused, not closed.
+//      reused, not closed;
+// - 10 (pool side): close(grace) waited out its grace for a connect stuck resolving a name.
 #include <pgcoro/pool.hpp>
 
 #include "support/fault_proxy.hpp"
@@ -25,8 +26,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <memory>
+#include <netdb.h>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -302,4 +306,49 @@ TEST(PoolRegression, CancelledAcquireDuringValidationClosesNothing)
             EXPECT_EQ(s.cancelled, 1u) << s;
         }(),
         30s);
+}
+
+namespace
+{
+// Answers for "stuck.pgcoro.test" take 3 s; other names resolve normally.
+int stuck_resolver(const char* host, const char* service, const addrinfo* hints, addrinfo** out)
+{
+    if (std::strcmp(host, "stuck.pgcoro.test") == 0)
+    {
+        std::this_thread::sleep_for(3000ms);
+        return EAI_AGAIN;
+    }
+    return ::getaddrinfo(host, service, hints, out);
+}
+} // namespace
+
+// Finding 10 (pool side): close(grace) waited out its whole grace for a connect stuck in name
+// resolution (connect_timeout 30 s). Shutdown now aborts the connects, pings and rollbacks in
+// flight; close() waits only for leases. Failed on a578b74 (returned after the 2 s grace).
+TEST(PoolRegression, CloseDoesNotWaitForAConnectStuckInNameResolution)
+{
+    pgcoro::detail::resolve_override = &stuck_resolver;
+    asio::io_context io;
+    auto cfg = test_server::get().tcp();
+    cfg.hosts[0].host = "stuck.pgcoro.test";
+    cfg.connect_timeout = 30s;
+    auto pcfg = sized(2);
+    pcfg.min_size = 1;
+    pgcoro::pool pool(io.get_executor(), cfg, pcfg);
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            asio::steady_timer t(io, 200ms); // the connect is resolving
+            co_await t.async_wait(asio::use_awaitable);
+            EXPECT_EQ(pool.stats().connecting, 1u) << pool.stats();
+            const auto t0 = clk::now();
+            co_await pool.close(2s);
+            const auto took = clk::now() - t0;
+            EXPECT_LT(took, 500ms)
+                << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+            EXPECT_EQ(pool.stats().size, 0u) << pool.stats();
+        }(),
+        30s);
+    pgcoro::detail::resolve_override = nullptr;
 }

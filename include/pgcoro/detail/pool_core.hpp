@@ -1,111 +1,159 @@
-// pgcoro/detail/pool_core.hpp - the pool's acquire and release paths, warmup, close and
-// run-time reconfiguration, over pool_upkeep (strand work) and pool_state (state, counters).
+// pgcoro/detail/pool_core.hpp - the pool's driver: runs pool_machine's transitions under one
+// short mutex and its actions (connects, pings, rollbacks, closes) on one strand.
 #ifndef PGCORO_DETAIL_POOL_CORE_HPP
 #define PGCORO_DETAIL_POOL_CORE_HPP
 
-#include <pgcoro/detail/pool_upkeep.hpp>
-#include <pgcoro/detail/spawn_on.hpp>
+#include <pgcoro/connect_config.hpp>
+#include <pgcoro/detail/coarse_clock.hpp>
+#include <pgcoro/detail/pool_machine.hpp>
+#include <pgcoro/detail/pool_node.hpp>
+#include <pgcoro/detail/pool_policy.hpp>
 #include <pgcoro/detail/waiter_queue.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/observer.hpp>
+#include <pgcoro/pool_config.hpp>
+#include <pgcoro/pool_stats.hpp>
 #include <pgcoro/source_location.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <utility>
+#include <vector>
 
 namespace pgcoro::detail
 {
 
 namespace asio = boost::asio;
 
-// The pool's asynchronous work (connects, validation, resets, sweeps) runs on strand_; the
-// fast paths (try_acquire, try_release) and a full pool's waiters (acquire_slow) run on the
-// caller's thread. mu_ guards the state they share; stats() reads only the atomics in
-// `gauges_`/`totals_`.
-class pool_core final : public pool_upkeep
+// All pool state lives in machine_, behind mu_: a plain mutex, held only for a machine call
+// (no suspension, no observer or user callback, nothing spawned under it; waking a waiter
+// cancels its timer, which only posts). Acquire and release run the machine on the caller's
+// thread; what the machine asks for in I/O runs on strand_ (apply()), as do the sweep, the
+// refill timer, warmup and close. Observers are called outside mu_.
+class pool_core final : public std::enable_shared_from_this<pool_core>
 {
 public:
+    using clock = std::chrono::steady_clock;
+    using strand_type = asio::strand<asio::any_io_executor>;
+    using actions = pool_actions<pool_node>;
+
     pool_core(asio::any_io_executor ex, connect_config ccfg, pool_config pcfg,
               std::shared_ptr<observer> obs = nullptr)
-        : pool_upkeep(std::move(ex), std::move(ccfg), pcfg, std::move(obs))
+        : ccfg_(std::move(ccfg)), strand_(asio::make_strand(ex)),
+          machine_(pcfg,
+                   [this]
+                   {
+                       // The connection's I/O objects take the strand's inner executor: their
+                       // handlers run on the awaiting coroutine's executor anyway, and a
+                       // type-erased strand is a heap allocation on every wait.
+                       return std::make_unique<pool_node>(strand_.get_inner_executor());
+                   }),
+          rng_(std::random_device{}()), obs_owner_(std::move(obs)), obs_(obs_owner_.get()),
+          slow_query_(pcfg.slow_query_threshold), maint_timer_(strand_), refill_timer_(strand_),
+          drain_timer_(strand_)
     {
+        if (ccfg_.query_timeout.count() == 0)
+            ccfg_.query_timeout = pcfg.query_timeout;
+    }
+    pool_core(const pool_core&) = delete;
+    pool_core& operator=(const pool_core&) = delete;
+
+    const strand_type& strand() const noexcept { return strand_; }
+    pool_stats stats() const noexcept { return machine_.stats(); }
+
+    // Starts the maintenance sweep and the min_size refill. On the strand, once.
+    void start()
+    {
+        asio::co_spawn(strand_, maintain(shared_from_this()), asio::detached);
+        event([](auto& m, auto now) { m.poke(now); });
     }
 
     // ---- acquire ------------------------------------------------------------------------
 
-    // The fast path, callable from any thread without a strand hop: hands out the hottest idle
-    // connection when it needs no validation, else returns nullptr and the caller takes the
-    // slow path (acquire() on the strand), which also handles closing, waiting and retiring.
-    // Its idle and lease bookkeeping reads the coarse clock (fast_now()).
+    // The fast path, on any thread: the hottest idle connection when it needs no validation,
+    // else nullptr (the caller takes acquire_slow()). Stamps with the coarse clock.
     pool_node* try_acquire(pgcoro::source_location loc)
     {
-        std::lock_guard lk(mu_); // not unique_lock: its out-of-line lock() costs a call
-        if (closed_ || idle_.empty())
-            return nullptr;
-        pool_node* n = idle_.back();
         const auto now = fast_now();
-        if (needs_validation(*n, now) || unusable(*n, now))
-            return nullptr;
-        idle_.pop_back();
-        lease_out(n, loc, now, false);
-        bump(totals_.acquired_immediately);
-        if (obs_)
-            notify_acquire(acquire_outcome::immediate, now, loc, {});
+        pool_node* n;
+        {
+            std::lock_guard lk(mu_);
+            n = machine_.take_idle_fast(now, loc);
+        }
+        if (n && obs_)
+            leased(n, acquire_outcome::immediate, now, loc);
         return n;
     }
 
-    // The slow path, as the caller's coroutine runs it. When the pool has nothing to do but
-    // wait for a release (no idle connection, no connect to start, not closed, room in the
-    // queue; the saturated pool's common case) the caller queues itself right here; otherwise
-    // enqueue() on the strand validates, retires, connects, and hands out or queues it. The
-    // wait for a queued acquire runs on the caller's executor either way: no strand hop.
-    //
-    // Woken by make_available() or try_release() (assigned; the latter on any thread),
-    // begin_shutdown() (closed), the deadline, or the caller's cancellation. Every wake-up
-    // sets assigned or closed with mu_ held, checked here with mu_ held before the wait, and
-    // cancels the timer; mu_ stays held until the wait has started, so no wake-up is lost or
-    // touches the timer during the start. The caller's cancellation reaches the timer
-    // through its cancellation slot.
+    // The slow path: the caller queues itself (the machine hands it an idle connection at
+    // once if one can be), and waits on its own executor for a release, a connect or a
+    // validation to serve it, the deadline, a closing pool or its cancellation. Every wake-up
+    // sets an outcome in the waiter under mu_, which is held until the wait has started, so
+    // none is lost.
     asio::awaitable<expected<pool_node*>> acquire_slow(pgcoro::source_location loc)
     {
         const auto start = clock::now();
-        // The timer takes the strand's inner executor, as the connections' I/O objects do: its
-        // handler runs on the waiting coroutine's executor anyway, and a type-erased strand
-        // would cost a heap allocation per waiter.
-        pool_waiter w(strand_.get_inner_executor(), start + cfg_.acquire_timeout, loc);
+        // The timer takes the strand's inner executor, as the connections' I/O objects do.
+        pool_waiter w(strand_.get_inner_executor(), clock::time_point::max(), loc);
         waiter_membership member(*this, w); // unlinks `w` whatever ends this frame
-        lock_type lk(mu_);
-        if (may_wait_here())
+        std::unique_lock lk(mu_);
+        w.timer.expires_at(start + machine_.config().acquire_timeout);
+        const auto step = machine_.acquire(w, start);
+        const auto waiters = machine_.waiter_count();
+        auto acts = take_actions();
+        lk.unlock();
+        post_apply(std::move(acts));
+        switch (step)
         {
-            waiters_.push_back(&w);
-            update_gauges();
-        }
-        else
-        {
-            lk.unlock();
-            auto r = co_await spawn_on(strand_, enqueue(start, w));
-            if (!r || *r)
-                co_return r; // a connection, or an error
-            lk.lock();       // queued
+        case acquire_step::assigned:
+            member.consumed = true;
+            co_return leased(static_cast<pool_node*>(w.assigned), acquire_outcome::immediate, start,
+                             loc);
+        case acquire_step::closed:
+            member.consumed = true;
+            co_return failed(acquire_outcome::rejected, start, loc,
+                             error(errc::pool_closed, "pool is closed"));
+        case acquire_step::too_many_waiters:
+            member.consumed = true;
+            co_return failed(
+                acquire_outcome::rejected, start, loc,
+                error(errc::too_many_waiters, "acquire rejected: " + std::to_string(waiters) +
+                                                  " waiters already (max_waiters)"));
+        case acquire_step::queued:
+            break;
         }
 
         boost::system::error_code ec = asio::error::operation_aborted;
         auto cs = co_await asio::this_coro::cancellation_state;
+        lk.lock();
         if (w.assigned || w.closed || w.failure || cs.cancelled() != asio::cancellation_type::none)
             lk.unlock();
         else
         {
             // A deferred operation, not use_awaitable: no coroutine frame for the wait itself.
             const auto token = asio::as_tuple(asio::deferred);
-            // mu_ stays locked until the wait has started, and is unlocked on the thread that
+            // mu_ stays locked until the wait has started and is unlocked on the thread that
             // locked it; `lk` lets go of it first, so the coroutine (which may resume on
             // another thread before this returns) locks afresh and no lock object is shared.
             lk.release();
@@ -119,97 +167,85 @@ public:
                     token);
         }
 
-        lk = lock_type(mu_);
+        lk = std::unique_lock(mu_); // `lk` may have let go of mu_ (release()) above
         member.consumed = true;
         if (w.assigned)
         {
-            ++totals_.acquired_after_wait;
-            if (obs_)
-                notify_acquire(acquire_outcome::waited, start, loc, {});
-            co_return w.assigned;
+            machine_.count(acquire_outcome::waited);
+            lk.unlock();
+            co_return leased(static_cast<pool_node*>(w.assigned), acquire_outcome::waited, start,
+                             loc);
         }
-        if (w.closed)
+        if (w.closed || w.failure)
         {
-            ++totals_.rejected;
-            co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                     error(errc::pool_closed, "pool closed while waiting"));
-        }
-        if (w.failure)
-        {
-            ++totals_.rejected;
-            co_return acquire_failed(acquire_outcome::rejected, start, loc, std::move(*w.failure));
+            machine_.count(acquire_outcome::rejected);
+            lk.unlock();
+            co_return failed(acquire_outcome::rejected, start, loc,
+                             w.failure ? std::move(*w.failure)
+                                       : error(errc::pool_closed, "pool closed while waiting"));
         }
         if (!ec)
         {
-            // Described while this waiter still counts among the waiters.
-            auto e = timeout_error(clock::now() - start);
-            waiters_.erase(&w);
-            ++totals_.timed_out;
-            update_gauges();
-            co_return acquire_failed(acquire_outcome::timed_out, start, loc, std::move(e));
+            auto e = machine_.timeout_error(clock::now() - start); // still counted as waiting
+            machine_.leave(w);
+            machine_.count(acquire_outcome::timed_out);
+            lk.unlock();
+            co_return failed(acquire_outcome::timed_out, start, loc, std::move(e));
         }
-        waiters_.erase(&w);
-        update_gauges();
-        ++totals_.cancelled;
-        co_return acquire_failed(acquire_outcome::cancelled, start, loc,
-                                 error(errc::cancelled, "acquire cancelled"));
+        machine_.leave(w);
+        machine_.count(acquire_outcome::cancelled);
+        lk.unlock();
+        co_return failed(acquire_outcome::cancelled, start, loc,
+                         error(errc::cancelled, "acquire cancelled"));
     }
 
     // ---- release ------------------------------------------------------------------------
 
-    // The fast path of a release, on the releasing thread: an open connection outside a
-    // transaction goes straight to the first waiter, or back on the idle stack when nobody
-    // waits. Returns false when the strand must handle it (release()): a reset, a close,
-    // retirement. Like try_acquire(), it stamps with fast_now().
-    bool try_release(pool_node* n, bool broken)
+    // A lease gives its connection back, on the lease's thread: to the first waiter or the
+    // idle stack without a hop; a reset, settle or close is posted to the strand. Never
+    // throws: if posting fails, the connections it concerned are closed by their destructor.
+    void release(pool_node* n, bool broken) noexcept
     {
-        if (broken)
-            return false;
-        std::lock_guard lk(mu_);
-        const auto now = fast_now();
-        if (closed_ || now >= n->retire || nodes_.size() > cfg_.max_size || !n->conn.is_open() ||
-            !n->conn.settled() || n->conn.transaction_status() != PQTRANS_IDLE)
-            return false;
-        report_release(n, now);
-        if (hand_to_waiter(n, now)) // as make_available() would on the strand
-            return true;
-        n->state = node_state::idle;
-        n->idle_since = now;
-        idle_.push_back(n);
-        update_lease_gauges();
-        return true;
+        try
+        {
+            const auto now = fast_now();
+            if (obs_)
+                report_release(*n, now);
+            const auto c = condition(*n, broken);
+            std::unique_lock lk(mu_);
+            machine_.release(n, c, now);
+            auto acts = take_actions();
+            lk.unlock();
+            post_apply(std::move(acts));
+        }
+        catch (...)
+        {
+            release_failures_.fetch_add(1, std::memory_order_relaxed);
+        }
     }
 
-    // A lease gave its connection back (posted onto the strand by the lease).
-    void release(pool_node* n, bool broken)
-    {
-        lock_type lk(mu_);
-        report_release(n, clock::now());
-        dispose(n, broken);
-    }
-
-    // ---- warmup and close ---------------------------------------------------------------
+    // ---- warmup, close, reconfiguration (on the strand) ---------------------------------
 
     // Waits until min_size connections are open; fails with the connect error as soon as a
     // connect fails, or with timeout after connect_timeout (+ the refill delays).
     asio::awaitable<expected<void>> warmup()
     {
         co_await asio::this_coro::throw_if_cancelled(false);
-        const auto failures_before = totals_.connect_failures.load();
-        start_connects();
+        const auto failures_before = machine_.stats().connect_failures;
+        event([](auto& m, auto now) { m.poke(now); });
         asio::steady_timer t(strand_);
-        auto limit =
+        const auto limit =
             clock::now() + std::max(ccfg_.connect_timeout, std::chrono::milliseconds(1000));
         for (;;)
         {
             {
-                lock_type lk(mu_);
-                if (closed_)
+                std::lock_guard lk(mu_);
+                if (machine_.closed())
                     co_return fail(errc::pool_closed, "pool is closed");
-                if (ready_count() >= cfg_.min_size)
+                if (machine_.ready_count() >= machine_.config().min_size)
                     co_return expected<void>{};
-                if (totals_.connect_failures.load() != failures_before && last_error_)
-                    co_return tl::unexpected(*last_error_);
+                if (machine_.stats().connect_failures != failures_before && machine_.last_error())
+                    co_return tl::unexpected(*machine_.last_error());
             }
             if (clock::now() >= limit)
                 co_return fail(errc::timeout, "warmup did not reach min_size in time");
@@ -224,166 +260,302 @@ public:
     }
 
     // Stops new acquires, fails the waiters, closes idle connections, waits up to `grace`
-    // for leased ones to come back, then closes whatever remains as it returns.
+    // for leased ones to come back, then returns (the rest close as they return).
     asio::awaitable<void> close(std::chrono::milliseconds grace)
     {
         co_await asio::this_coro::throw_if_cancelled(false);
         begin_shutdown();
         drain_timer_.expires_after(grace);
-        while (!nodes_.empty())
+        while (size() > 0)
         {
             auto [ec] = co_await drain_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
             if (!ec)
-                break; // grace period over; the rest close when their leases return
+                break; // grace period over
         }
     }
 
-    // The pool object went away: shut down without waiting.
+    // The pool object went away, or close(): shut down without waiting.
     void begin_shutdown()
     {
-        lock_type lk(mu_);
-        if (closed_)
-            return;
-        closed_ = true;
+        event([](auto& m, auto now) { m.shutdown(now); });
         maint_timer_.cancel();
         refill_timer_.cancel();
-        while (pool_waiter* w = waiters_.pop_front())
-        {
-            w->closed = true;
-            w->timer.cancel();
-        }
-        while (!idle_.empty())
-        {
-            pool_node* n = idle_.back();
-            idle_.pop_back();
-            close_node(n, close_reason::shutdown);
-        }
         for (auto* t : watchers_)
             t->cancel();
-        update_gauges();
     }
-
-    // ---- runtime reconfiguration --------------------------------------------------------
 
     void set_max_size(std::size_t n)
     {
-        lock_type lk(mu_);
-        cfg_.max_size = std::max<std::size_t>(n, 1);
-        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
-        cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
-        while (nodes_.size() > cfg_.max_size && !idle_.empty())
-        {
-            pool_node* idle = idle_.front(); // the coldest
-            idle_.erase(idle_.begin());
-            close_node(idle, close_reason::idle_timeout);
-        }
-        start_connects();
+        event([n](auto& m, auto now) { m.set_max_size(n, now); });
     }
+    void set_acquire_timeout(std::chrono::milliseconds d)
+    {
+        std::lock_guard lk(mu_);
+        machine_.set_acquire_timeout(d);
+    }
+    void set_idle_timeout(std::chrono::milliseconds d)
+    {
+        std::lock_guard lk(mu_);
+        machine_.set_idle_timeout(d);
+    }
+    void set_leak_handler(std::function<void(const leak_info&)> h) { on_leak_ = std::move(h); }
 
 private:
-    std::shared_ptr<pool_core> self()
+    std::shared_ptr<pool_core> self() { return shared_from_this(); }
+
+    // The time for fast-path stamps: the coarse clock (trails now() by under a tick, so
+    // idle and lifetime limits act up to a tick late), or now() when an observer is told
+    // durations.
+    clock::time_point fast_now() const noexcept
     {
-        return std::static_pointer_cast<pool_core>(shared_from_this());
+        return obs_ ? clock::now() : coarse_clock::now();
     }
 
-    // ---- state transitions (each in one place) ------------------------------------------
-
-    // The slow path's strand part: validates, retires, hands out an idle connection, or queues
-    // `w` (which lives in the caller's frame) and starts the connects it calls for.
-    // Completes with: the connection; nullptr when `w` was queued; or the error (pool_closed,
-    // too_many_waiters, cancelled during a validation).
-    asio::awaitable<expected<pool_node*>> enqueue(clock::time_point start, pool_waiter& w)
+    std::size_t size()
     {
-        // This coroutine reports cancellation as a value, never by throwing.
-        co_await asio::this_coro::throw_if_cancelled(false);
-        const auto loc = w.where;
-        lock_type lk(mu_); // released around every suspension
-        for (;;)
-        {
-            if (closed_)
-            {
-                ++totals_.rejected;
-                co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                         error(errc::pool_closed, "pool is closed"));
-            }
-            pool_node* n = take_idle(start);
-            if (!n)
-                break;
-            if (needs_validation(*n, start))
-            {
-                // Validation runs within the caller's deadline and ends with its cancellation:
-                // a cancelled or out-of-time acquire leaves the connection as it was.
-                const auto deadline = start + cfg_.acquire_timeout;
-                auto now = clock::now();
-                const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() !=
-                                       asio::cancellation_type::none;
-                if (cancelled || now >= deadline)
-                {
-                    n->state = node_state::idle; // idle_since unchanged: still due a validation
-                    idle_.push_back(n);
-                    update_gauges();
-                    co_return stop_enqueue(cancelled, start, loc);
-                }
-                n->state = node_state::validating;
-                update_gauges();
-                lk.unlock();
-                const auto budget =
-                    std::min<clock::duration>(cfg_.validation_timeout, deadline - now);
-                bool ok = co_await ping(*n, std::chrono::ceil<std::chrono::milliseconds>(budget));
-                lk.lock();
-                if (closed_)
-                {
-                    close_node(n, close_reason::shutdown);
-                    continue; // rejected above
-                }
-                if ((co_await asio::this_coro::cancellation_state).cancelled() !=
-                    asio::cancellation_type::none)
-                {
-                    // Not the connection's fault: it is finished in the background (its ping
-                    // cancelled on the server) and goes back, or is closed if it broke.
-                    dispose(n, false);
-                    co_return stop_enqueue(true, start, loc);
-                }
-                if (!ok)
-                {
-                    // A ping that timed out closes its connection at once (no cancel round).
-                    close_node(n, close_reason::validation_failed);
-                    continue;
-                }
-            }
-            lease_out(n, loc, clock::now());
-            ++totals_.acquired_immediately;
-            if (obs_)
-                notify_acquire(acquire_outcome::immediate, start, loc, {});
-            co_return n;
-        }
+        std::lock_guard lk(mu_);
+        return machine_.size();
+    }
 
-        if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
+    static conn_condition condition(pool_node& n, bool broken)
+    {
+        if (broken || !n.conn.is_open())
+            return conn_condition::broken;
+        if (!n.conn.settled())
+            return conn_condition::unsettled;
+        switch (n.conn.transaction_status())
         {
-            ++totals_.rejected;
-            co_return acquire_failed(acquire_outcome::rejected, start, loc,
-                                     error(errc::too_many_waiters,
-                                           "acquire rejected: " + std::to_string(waiters_.size()) +
-                                               " waiters already (max_waiters)"));
+        case PQTRANS_IDLE:
+            return conn_condition::reusable;
+        case PQTRANS_INTRANS:
+        case PQTRANS_INERROR:
+            return conn_condition::in_transaction;
+        default:
+            return conn_condition::broken; // mid-statement: the protocol state is unknown
         }
-        waiters_.push_back(&w);
-        update_gauges();
+    }
+
+    // With mu_ held: the machine's actions, if any (no allocation when there are none).
+    actions take_actions()
+    {
+        return machine_.pending().empty() ? actions{} : machine_.take_pending();
+    }
+
+    // Runs a machine event on the strand and applies its actions.
+    template <class F>
+    void event(F f)
+    {
+        std::unique_lock lk(mu_);
+        f(machine_, clock::now());
+        auto acts = take_actions();
+        lk.unlock();
+        apply(acts);
+    }
+
+    void post_apply(actions acts)
+    {
+        if (acts.empty())
+            return;
+        asio::post(strand_,
+                   [self = self(), acts = std::move(acts)]() mutable { self->apply(acts); });
+    }
+
+    // Carries out what the machine asked for. On the strand.
+    void apply(actions& acts)
+    {
+        for (auto& c : acts.close)
+        {
+            pool_node& n = *c.node;
+            if (obs_ && n.opened_at != clock::time_point{})
+                notify(
+                    [&]
+                    {
+                        obs_->on_connection_closed(connection_closed_event{
+                            c.why, clock::now() - n.opened_at, n.backend_pid});
+                    });
+            n.conn.close();
+        }
+        acts.close.clear();
+        // Each node's operation can be aborted through its own signal (shutdown).
+        const auto spawn = [this](pool_node* n, asio::awaitable<void> op)
+        {
+            asio::co_spawn(strand_, std::move(op),
+                           asio::bind_cancellation_slot(n->abort.slot(), asio::detached));
+        };
+        for (pool_node* n : acts.open)
+        {
+            if (obs_)
+                notify([&]
+                       { obs_->on_connect_started(connect_started_event{stats().connecting}); });
+            spawn(n, open(self(), n));
+        }
+        for (pool_node* n : acts.validate)
+            spawn(n, validate(self(), n));
+        for (pool_node* n : acts.reset)
+            spawn(n, reset(self(), n));
+        for (pool_node* n : acts.settle)
+            spawn(n, settle(self(), n));
+        for (pool_node* n : acts.abort)
+            n->abort.emit(asio::cancellation_type::terminal);
+        for (const auto& leak : acts.leaks)
+        {
+            if (obs_)
+                notify(
+                    [&] {
+                        obs_->on_leak_suspected(
+                            leak_suspected_event{leak.where, leak.held, leak.backend_pid});
+                    });
+            if (on_leak_)
+                notify([&] { on_leak_(leak); });
+        }
+        if (acts.refill_at)
+        {
+            refill_timer_.expires_at(*acts.refill_at);
+            refill_timer_.async_wait(
+                asio::bind_executor(strand_,
+                                    [self = self()](boost::system::error_code ec)
+                                    {
+                                        self->event(
+                                            [ec](auto& m, auto now)
+                                            {
+                                                if (!ec)
+                                                    m.refill_due(now);
+                                            });
+                                    }));
+        }
+        if (acts.drained)
+            drain_timer_.cancel();
+    }
+
+    // An observer or user callback that throws is counted, never propagated.
+    template <class F>
+    void notify(F f) noexcept
+    {
         try
         {
-            start_connects();
+            f();
         }
         catch (...)
         {
-            waiters_.erase(&w); // the caller's frame (and `w`) is about to go
-            update_gauges();
-            throw;
+            release_failures_.fetch_add(1, std::memory_order_relaxed);
         }
-        co_return nullptr;
+    }
+
+    // A connection was handed out: its statements go to the observer, which hears of it.
+    pool_node* leased(pool_node* n, acquire_outcome how, clock::time_point start,
+                      pgcoro::source_location loc)
+    {
+        if (obs_)
+        {
+            n->conn.set_observer(obs_, slow_query_);
+            notify(
+                [&] {
+                    obs_->on_acquire(
+                        acquire_event{how, clock::now() - start, stats().waiters, loc, {}});
+                });
+        }
+        return n;
+    }
+
+    tl::unexpected<error> failed(acquire_outcome how, clock::time_point start,
+                                 pgcoro::source_location loc, error e)
+    {
+        if (obs_)
+            notify(
+                [&] {
+                    obs_->on_acquire(
+                        acquire_event{how, clock::now() - start, stats().waiters, loc, e.code});
+                });
+        return tl::unexpected(std::move(e));
+    }
+
+    void report_release(pool_node& n, clock::time_point now)
+    {
+        n.conn.set_observer(nullptr); // the pool's own statements are not reported
+        const auto status = n.conn.transaction_status();
+        notify(
+            [&]
+            {
+                obs_->on_release(
+                    release_event{now - n.leased_at, n.backend_pid,
+                                  status == PQTRANS_INTRANS || status == PQTRANS_INERROR});
+            });
+    }
+
+    // ---- the strand's coroutines (each holds the core alive) -----------------------------
+
+    static asio::awaitable<void> open(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r = co_await n->conn.connect(self->ccfg_);
+        if (auto* o = self->obs_)
+            self->notify(
+                [&]
+                {
+                    if (r)
+                        o->on_connect_succeeded(connect_succeeded_event{
+                            clock::now() - n->connect_started, n->conn.backend_pid()});
+                    else
+                        o->on_connect_failed(connect_failed_event{clock::now() - n->connect_started,
+                                                                  r.error().code, r.error().state,
+                                                                  r.error().message});
+                });
+        const int pid = r ? n->conn.backend_pid() : 0;
+        const double u = std::uniform_real_distribution<double>(0.0, 1.0)(self->rng_);
+        self->event([&](auto& m, auto now)
+                    { m.connect_done(n, r ? nullptr : &r.error(), pid, now, u); });
+        for (auto* t : self->watchers_)
+            t->cancel();
+    }
+
+    // A validation before hand-out or a keepalive: an empty statement is the cheapest full
+    // round trip. One that times out closes its connection at once (no cancel round).
+    static asio::awaitable<void> validate(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r =
+            co_await n->conn.query(query_options{self->machine_.config().validation_timeout}, "");
+        const bool ok = r.has_value();
+        self->event([&](auto& m, auto now) { m.validated(n, ok, now); });
+    }
+
+    static asio::awaitable<void> reset(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r = co_await n->conn.query(query_options{self->machine_.config().validation_timeout},
+                                        "ROLLBACK");
+        const bool ok = r && n->conn.transaction_status() == PQTRANS_IDLE;
+        self->event([&](auto& m, auto now) { m.reset_done(n, ok, now); });
+    }
+
+    // A statement timed out or was cancelled: its cancel and results are finished here, off
+    // the caller's path, before anyone else gets the connection.
+    static asio::awaitable<void> settle(std::shared_ptr<pool_core> self, pool_node* n)
+    {
+        auto r = co_await n->conn.settle(self->ccfg_.cancel_timeout +
+                                         self->machine_.config().validation_timeout);
+        const auto c = condition(*n, !r);
+        self->event([&](auto& m, auto now) { m.settled(n, c, now); });
+    }
+
+    static asio::awaitable<void> maintain(std::shared_ptr<pool_core> self)
+    {
+        for (;;)
+        {
+            self->maint_timer_.expires_after(maintenance_interval(self->machine_.config()));
+            auto [ec] = co_await self->maint_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || self->closed())
+                break;
+            self->event([](auto& m, auto now) { m.sweep(now); });
+        }
+    }
+
+    bool closed()
+    {
+        std::lock_guard lk(mu_);
+        return machine_.closed();
     }
 
     // Keeps a waiter's queue membership tied to its frame: when the frame ends before the
-    // waiter was woken and looked (io_context destroyed, an exception), the waiter leaves the
-    // queue, and a connection assigned to it meanwhile is given back.
+    // waiter took its outcome (io_context destroyed, an exception), the waiter leaves the
+    // queue and a connection assigned to it meanwhile is given back.
     struct waiter_membership
     {
         waiter_membership(pool_core& c, pool_waiter& w) noexcept : core(c), waiter(w) {}
@@ -393,36 +565,33 @@ private:
         {
             if (consumed)
                 return;
-            pool_node* n = nullptr;
+            pool_node* n;
             {
-                lock_type lk(core.mu_);
-                core.waiters_.erase(&waiter);
-                core.update_gauges();
-                n = std::exchange(waiter.assigned, nullptr);
+                std::lock_guard lk(core.mu_);
+                n = core.machine_.leave(waiter);
             }
             if (n)
-                core.give_back(n);
+                core.release(n, false);
         }
         pool_core& core;
         pool_waiter& waiter;
         bool consumed = false; // the frame took the waiter's outcome itself
     };
 
-    // A connection leased to a waiter that vanished: back to the pool, or closed. Never
-    // throws (it runs in destructors).
-    void give_back(pool_node* n) noexcept
-    {
-        try
-        {
-            if (!try_release(n, false))
-                asio::post(strand_, [self = self(), n] { self->release(n, false); });
-        }
-        catch (...)
-        {
-            lock_type lk(mu_);
-            close_node(n, close_reason::broken);
-        }
-    }
+    connect_config ccfg_;
+    strand_type strand_; // before machine_: its node factory uses it
+    mutable std::mutex mu_;
+    pool_machine<pool_node> machine_;     // every piece of pool state; guarded by mu_
+    std::mt19937_64 rng_;                 // the strand's
+    std::shared_ptr<observer> obs_owner_; // keeps the observer alive as long as the pool
+    observer* obs_ = nullptr;             // the hot path's one branch
+    std::chrono::milliseconds slow_query_;
+    std::function<void(const leak_info&)> on_leak_;  // the strand's
+    std::vector<asio::steady_timer*> watchers_;      // warmups waiting for connect progress
+    std::atomic<std::uint64_t> release_failures_{0}; // exceptions caught on noexcept paths
+    asio::steady_timer maint_timer_;
+    asio::steady_timer refill_timer_;
+    asio::steady_timer drain_timer_;
 };
 
 } // namespace pgcoro::detail

@@ -15,33 +15,48 @@
 namespace pgcoro::detail
 {
 
-struct pool_node;
+struct node_rec;
 
-// One waiting acquire(). Lives in the waiting coroutine's frame; the queue links it in place.
-// Waking it = setting `assigned` (or `closed`) and cancelling its timer; the timer's own
-// expiry is the acquire deadline. `assigned` is checked first, so a node handed over just as
+// One waiting acquire, as the state machine sees it. Lives in the waiting coroutine's frame;
+// the queue links it in place. The machine wakes it by setting `assigned`, `closed` or
+// `failure` and calling wake(); `assigned` is checked first, so a node handed over just as
 // the deadline passed is still received (and cannot be lost).
-struct pool_waiter
+struct waiter_rec
 {
-    pool_waiter(boost::asio::any_io_executor ex, std::chrono::steady_clock::time_point deadline,
-                pgcoro::source_location loc)
-        : timer(std::move(ex), deadline), where(loc)
-    {
-    }
-    pool_waiter(const pool_waiter&) = delete;
-    pool_waiter& operator=(const pool_waiter&) = delete;
+    explicit waiter_rec(pgcoro::source_location loc) noexcept : where(loc) {}
+    waiter_rec(const waiter_rec&) = delete;
+    waiter_rec& operator=(const waiter_rec&) = delete;
 
-    boost::asio::steady_timer timer;
+    // Called by the machine (under the driver's lock) once an outcome is set.
+    virtual void wake() noexcept = 0;
+
     pgcoro::source_location where;
-    pool_node* assigned = nullptr;
+    node_rec* assigned = nullptr;
     bool closed = false;
     std::optional<error> failure; // a connect failed in a way retrying cannot fix
 
+protected:
+    ~waiter_rec() = default;
+
 private:
     friend class waiter_queue;
-    pool_waiter* prev_ = nullptr;
-    pool_waiter* next_ = nullptr;
+    waiter_rec* prev_ = nullptr;
+    waiter_rec* next_ = nullptr;
     bool queued_ = false;
+};
+
+// A waiting acquire() in the driver: waking it cancels its timer, whose own expiry is the
+// acquire deadline.
+struct pool_waiter final : waiter_rec
+{
+    pool_waiter(boost::asio::any_io_executor ex, std::chrono::steady_clock::time_point deadline,
+                pgcoro::source_location loc)
+        : waiter_rec(loc), timer(std::move(ex), deadline)
+    {
+    }
+    void wake() noexcept override { timer.cancel(); }
+
+    boost::asio::steady_timer timer;
 };
 
 // The FIFO of waiting acquires, linked through the waiters themselves: no allocation as
@@ -58,7 +73,7 @@ public:
     std::size_t size() const noexcept { return size_; }
 
     // Appends `w`, which must not be queued already.
-    void push_back(pool_waiter* w) noexcept
+    void push_back(waiter_rec* w) noexcept
     {
         w->prev_ = tail_;
         w->next_ = nullptr;
@@ -69,16 +84,16 @@ public:
     }
 
     // Removes and returns the oldest waiter; nullptr when empty.
-    pool_waiter* pop_front() noexcept
+    waiter_rec* pop_front() noexcept
     {
-        pool_waiter* w = head_;
+        waiter_rec* w = head_;
         if (w)
             erase(w);
         return w;
     }
 
     // Removes `w` wherever it is; a waiter that is not queued is left alone.
-    void erase(pool_waiter* w) noexcept
+    void erase(waiter_rec* w) noexcept
     {
         if (!w->queued_)
             return;
@@ -89,9 +104,12 @@ public:
         --size_;
     }
 
+    // Whether `w` is in a queue.
+    static bool queued(const waiter_rec& w) noexcept { return w.queued_; }
+
 private:
-    pool_waiter* head_ = nullptr;
-    pool_waiter* tail_ = nullptr;
+    waiter_rec* head_ = nullptr;
+    waiter_rec* tail_ = nullptr;
     std::size_t size_ = 0;
 };
 

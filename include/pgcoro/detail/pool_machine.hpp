@@ -1,0 +1,626 @@
+// pgcoro/detail/pool_machine.hpp - the pool's state and every transition on it, as plain
+// functions of (state, event, now): no I/O, no executor, no lock, no clock of its own.
+#ifndef PGCORO_DETAIL_POOL_MACHINE_HPP
+#define PGCORO_DETAIL_POOL_MACHINE_HPP
+
+#include <pgcoro/detail/pool_node.hpp>
+#include <pgcoro/detail/pool_policy.hpp>
+#include <pgcoro/detail/waiter_queue.hpp>
+#include <pgcoro/error.hpp>
+#include <pgcoro/events.hpp>
+#include <pgcoro/pool_config.hpp>
+#include <pgcoro/pool_stats.hpp>
+#include <pgcoro/source_location.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pgcoro::detail
+{
+
+// The state a returned (or settled) connection is in, as its holder saw it.
+enum class conn_condition
+{
+    reusable,       // open, settled, outside a transaction
+    in_transaction, // open, inside a transaction (or a failed one): ROLLBACK first
+    unsettled,      // a statement timed out or was cancelled: its results are still coming
+    broken,         // closed, marked broken, or returned mid-statement
+    oversized,      // its buffers grew past what a pooled connection may keep
+};
+
+// What the driver must do after an event: I/O the machine asked for. Filled by the events,
+// taken (and cleared) by the driver, which applies it outside its lock.
+template <class Node>
+struct pool_actions
+{
+    struct close_action
+    {
+        std::unique_ptr<Node> node; // the machine no longer knows it
+        close_reason why;
+    };
+    std::vector<Node*> open;     // start a connect, then connect_done()
+    std::vector<Node*> validate; // ping (validation_timeout), then validated()
+    std::vector<Node*> reset;    // ROLLBACK, then reset_done()
+    std::vector<Node*> settle;   // finish the cancel and drain, then settled()
+    std::vector<Node*> abort;    // cancel the connect, ping or reset in flight (shutdown)
+    std::vector<close_action> close;
+    std::vector<leak_info> leaks;                                   // report each
+    std::optional<std::chrono::steady_clock::time_point> refill_at; // arm the refill timer
+    bool drained = false; // closed, and the last connection is gone
+
+    bool empty() const noexcept
+    {
+        return open.empty() && validate.empty() && reset.empty() && settle.empty() &&
+               abort.empty() && close.empty() && leaks.empty() && !refill_at && !drained;
+    }
+};
+
+// How acquire() ended.
+enum class acquire_step
+{
+    assigned,         // w.assigned holds a leased node
+    queued,           // w waits in the queue
+    closed,           // the pool is closed
+    too_many_waiters, // max_waiters are waiting already
+};
+
+// The pool's nodes, idle stack, waiter queue, counters and every transition between them.
+// `Node` derives from node_rec and has `bool probe_broken(bool poll_socket)`. The caller
+// serialises all calls (the driver holds its mutex); stats() may be read from any thread.
+template <class Node>
+class pool_machine
+{
+public:
+    using clock = std::chrono::steady_clock;
+    using time_point = clock::time_point;
+
+    pool_machine(pool_config cfg, std::function<std::unique_ptr<Node>()> make_node)
+        : cfg_(cfg), make_node_(std::move(make_node))
+    {
+        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
+    }
+    pool_machine(const pool_machine&) = delete;
+    pool_machine& operator=(const pool_machine&) = delete;
+
+    const pool_config& config() const noexcept { return cfg_; }
+    bool closed() const noexcept { return closed_; }
+    std::size_t size() const noexcept { return nodes_.size(); }
+    std::size_t ready_count() const noexcept { return nodes_.size() - connecting_; }
+    std::size_t waiter_count() const noexcept { return waiters_.size(); }
+    const std::optional<error>& last_error() const noexcept { return last_error_; }
+
+    // The actions the last events left; the driver applies them and clears them.
+    pool_actions<Node>& pending() noexcept { return pending_; }
+    pool_actions<Node> take_pending() { return std::exchange(pending_, {}); }
+
+    // ---- acquire ------------------------------------------------------------------------
+
+    // The fast path: the hottest idle node when it needs no validation and looks sound;
+    // nullptr sends the caller to acquire(). Leaves no actions.
+    Node* take_idle_fast(time_point now, pgcoro::source_location loc)
+    {
+        if (closed_ || idle_.empty())
+            return nullptr;
+        Node* n = idle_.back();
+        if (needs_validation(*n, now) || unusable(*n, now))
+            return nullptr;
+        idle_.pop_back();
+        lease_out(*n, loc, now);
+        bump(totals_.acquired_immediately);
+        update_lease_gauges();
+        return n;
+    }
+
+    // A waiter arrives: it is queued and served in arrival order from the idle stack
+    // (validating nodes due a validation in the background, closing unusable ones) or by
+    // new connects.
+    acquire_step acquire(waiter_rec& w, time_point now)
+    {
+        if (closed_)
+        {
+            bump(totals_.rejected);
+            return acquire_step::closed;
+        }
+        if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
+        {
+            bump(totals_.rejected);
+            return acquire_step::too_many_waiters;
+        }
+        waiters_.push_back(&w);
+        finish(now);
+        if (w.assigned)
+        {
+            bump(totals_.acquired_immediately);
+            return acquire_step::assigned;
+        }
+        return acquire_step::queued;
+    }
+
+    // Counts how a waiter's acquire ended once it woke (waited, timed_out, cancelled or
+    // rejected); acquire() counts the immediate and refused ones itself.
+    void count(acquire_outcome how) noexcept
+    {
+        switch (how)
+        {
+        case acquire_outcome::immediate:
+            bump(totals_.acquired_immediately);
+            break;
+        case acquire_outcome::waited:
+            bump(totals_.acquired_after_wait);
+            break;
+        case acquire_outcome::timed_out:
+            bump(totals_.timed_out);
+            break;
+        case acquire_outcome::cancelled:
+            bump(totals_.cancelled);
+            break;
+        case acquire_outcome::rejected:
+            bump(totals_.rejected);
+            break;
+        }
+    }
+
+    // A waiter ends without taking an outcome (deadline, cancellation, its frame destroyed):
+    // it leaves the queue. Returns a node assigned to it meanwhile, which the caller gives
+    // back with release().
+    Node* leave(waiter_rec& w) noexcept
+    {
+        waiters_.erase(&w);
+        update_gauges();
+        return static_cast<Node*>(std::exchange(w.assigned, nullptr));
+    }
+
+    // ---- release and the strand's completions -------------------------------------------
+
+    // A lease gave its node back in condition `c`: handed to the first waiter or put on the
+    // idle stack when reusable (leaving no actions), else reset, settled or closed.
+    void release(Node* n, conn_condition c, time_point now)
+    {
+        switch (c)
+        {
+        case conn_condition::reusable:
+            make_available(n, now);
+            break;
+        case conn_condition::in_transaction:
+            if (closed_)
+                close(n, close_reason::shutdown);
+            else
+            {
+                n->state = node_state::resetting;
+                pending_.reset.push_back(n);
+            }
+            break;
+        case conn_condition::unsettled:
+            if (closed_)
+                close(n, close_reason::shutdown);
+            else
+            {
+                n->state = node_state::resetting;
+                pending_.settle.push_back(n);
+            }
+            break;
+        case conn_condition::broken:
+            close(n, closed_ ? close_reason::shutdown : close_reason::broken);
+            break;
+        case conn_condition::oversized:
+            close(n, closed_ ? close_reason::shutdown : close_reason::lifetime);
+            break;
+        }
+        finish(now);
+    }
+
+    // A connect ended: `failure` is null on success (`pid` the server process). A failure
+    // backs the refill off (`unit_random` in [0, 1) jitters it), and one retrying cannot fix
+    // fails the waiters at once.
+    void connect_done(Node* n, const error* failure, int pid, time_point now, double unit_random)
+    {
+        --connecting_;
+        if (closed_)
+            close(n, close_reason::shutdown);
+        else if (failure)
+        {
+            last_error_ = *failure;
+            bump(totals_.connect_failures);
+            if (!failure->transient())
+                fail_waiters(*failure);
+            ++consecutive_failures_;
+            next_connect_at_ = now + refill_delay(consecutive_failures_, cfg_, unit_random);
+            close(n, close_reason::broken, false); // never opened: not counted as a close
+        }
+        else
+        {
+            consecutive_failures_ = 0;
+            next_connect_at_ = {};
+            bump(totals_.opened);
+            n->opened_at = now;
+            n->backend_pid = pid;
+            n->retire = retire_at(now, cfg_, unit_random);
+            make_available(n, now);
+        }
+        finish(now);
+    }
+
+    // A validation ping ended.
+    void validated(Node* n, bool ok, time_point now)
+    {
+        --validating_;
+        if (std::exchange(n->for_waiter, false))
+            --for_waiters_;
+        if (closed_)
+            close(n, close_reason::shutdown);
+        else if (!ok)
+            close(n, close_reason::validation_failed); // no cancel round: the ping timed out
+        else
+            make_available(n, now);
+        finish(now);
+    }
+
+    // A ROLLBACK (after an in-transaction release) ended.
+    void reset_done(Node* n, bool ok, time_point now)
+    {
+        release(n, ok ? conn_condition::reusable : conn_condition::broken, now);
+    }
+
+    // A returned unsettled node was settled (or not): dispatched again by its condition now.
+    void settled(Node* n, conn_condition c, time_point now) { release(n, c, now); }
+
+    // Nothing happened but the driver wants the pool topped up (start, warmup): starts the
+    // connects min_size and the waiters call for.
+    void poke(time_point now) { finish(now); }
+
+    // The refill timer fired: start the connects that were held back.
+    void refill_due(time_point now)
+    {
+        refill_pending_ = false;
+        finish(now);
+    }
+
+    // The maintenance sweep: idle timeout, max lifetime, dead idle sockets, keepalive pings,
+    // leak reports.
+    void sweep(time_point now)
+    {
+        // Oldest idle first (the stack's bottom), so idle_timeout trims the coldest.
+        const std::vector<Node*> idle_now(idle_.begin(), idle_.end());
+        for (Node* n : idle_now)
+        {
+            if (auto why = unusable(*n, now))
+                close(n, *why);
+            else if (idle_expired(now - n->idle_since, nodes_.size(), cfg_))
+                close(n, close_reason::idle_timeout);
+            else if (cfg_.keepalive_interval.count() > 0 &&
+                     now - n->idle_since >= cfg_.keepalive_interval)
+            {
+                std::erase(idle_, n);
+                start_validation(*n, false);
+            }
+        }
+        if (cfg_.leak_threshold.count() > 0)
+            for (auto& p : nodes_)
+                if (p->state == node_state::leased && !p->leak_reported &&
+                    now - p->leased_at >= cfg_.leak_threshold)
+                {
+                    p->leak_reported = true;
+                    bump(totals_.leaks_reported);
+                    pending_.leaks.push_back(leak_info{
+                        p->acquired_at,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - p->leased_at),
+                        p->backend_pid});
+                }
+        finish(now);
+    }
+
+    // Closes the pool: waiters are woken with `closed`, idle nodes close, the connects, pings
+    // and resets in flight are aborted (they close as they end); leased nodes close as they
+    // return. Idempotent.
+    void shutdown(time_point now)
+    {
+        if (closed_)
+            return;
+        closed_ = true;
+        while (waiter_rec* w = waiters_.pop_front())
+        {
+            w->closed = true;
+            w->wake();
+        }
+        while (!idle_.empty())
+            close(idle_.back(), close_reason::shutdown);
+        for (auto& p : nodes_)
+            if (p->state != node_state::leased)
+                pending_.abort.push_back(p.get());
+        finish(now);
+    }
+
+    // max_size changes at run time: idle nodes above it close (the coldest first); leased ones
+    // close as they return.
+    void set_max_size(std::size_t n, time_point now)
+    {
+        cfg_.max_size = std::max<std::size_t>(n, 1);
+        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
+        cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
+        while (nodes_.size() > cfg_.max_size && !idle_.empty())
+            close(idle_.front(), close_reason::idle_timeout);
+        finish(now);
+    }
+    void set_acquire_timeout(std::chrono::milliseconds d) noexcept { cfg_.acquire_timeout = d; }
+    void set_idle_timeout(std::chrono::milliseconds d) noexcept { cfg_.idle_timeout = d; }
+
+    // ---- reading ------------------------------------------------------------------------
+
+    // pool_timeout, described while the waiter still counts among the waiters.
+    error timeout_error(clock::duration waited) const
+    {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+        const auto s = stats();
+        std::string msg =
+            "no connection within " + std::to_string(ms) + " ms (acquire_timeout " +
+            std::to_string(cfg_.acquire_timeout.count()) + " ms): size=" + std::to_string(s.size) +
+            "/" + std::to_string(cfg_.max_size) + " in_use=" + std::to_string(s.leased) +
+            " idle=" + std::to_string(s.idle) + " connecting=" + std::to_string(s.connecting) +
+            " waiters=" + std::to_string(s.waiters);
+        const node_rec* oldest = nullptr;
+        for (const auto& p : nodes_)
+            if (p->state == node_state::leased && (!oldest || p->leased_at < oldest->leased_at))
+                oldest = p.get();
+        if (oldest)
+            msg += "; oldest lease taken at " + std::string(oldest->acquired_at.file_name()) + ":" +
+                   std::to_string(oldest->acquired_at.line());
+        if (last_error_)
+            msg += "; last connect error: " + last_error_->to_string();
+        return error(errc::pool_timeout, std::move(msg));
+    }
+
+    // Gauges and totals, from any thread.
+    pool_stats stats() const noexcept
+    {
+        pool_stats s;
+        s.max_size = gauges_.max_size.load(std::memory_order_relaxed);
+        s.size = gauges_.size.load(std::memory_order_relaxed);
+        s.idle = gauges_.idle.load(std::memory_order_relaxed);
+        s.leased = gauges_.leased.load(std::memory_order_relaxed);
+        s.connecting = gauges_.connecting.load(std::memory_order_relaxed);
+        s.waiters = gauges_.waiters.load(std::memory_order_relaxed);
+        s.acquired_immediately = totals_.acquired_immediately.load(std::memory_order_relaxed);
+        s.acquired_after_wait = totals_.acquired_after_wait.load(std::memory_order_relaxed);
+        s.timed_out = totals_.timed_out.load(std::memory_order_relaxed);
+        s.cancelled = totals_.cancelled.load(std::memory_order_relaxed);
+        s.rejected = totals_.rejected.load(std::memory_order_relaxed);
+        s.opened = totals_.opened.load(std::memory_order_relaxed);
+        s.connect_failures = totals_.connect_failures.load(std::memory_order_relaxed);
+        s.closed_idle = totals_.closed_idle.load(std::memory_order_relaxed);
+        s.closed_lifetime = totals_.closed_lifetime.load(std::memory_order_relaxed);
+        s.closed_broken = totals_.closed_broken.load(std::memory_order_relaxed);
+        s.closed_validation = totals_.closed_validation.load(std::memory_order_relaxed);
+        s.closed_shutdown = totals_.closed_shutdown.load(std::memory_order_relaxed);
+        s.leaks_reported = totals_.leaks_reported.load(std::memory_order_relaxed);
+        return s;
+    }
+
+private:
+    bool needs_validation(const node_rec& n, time_point now) const noexcept
+    {
+        return cfg_.validate_after_idle.count() > 0 &&
+               now - n.idle_since >= cfg_.validate_after_idle;
+    }
+
+    // Why an idle node may not be handed out, if it may not. The socket is probed (one poll()
+    // syscall) only after 1 ms of idleness: a connection reused at once skips it. The race it
+    // narrows (the server closing the connection just before hand-out) exists at any probe
+    // interval, and then the first statement fails with connection_lost.
+    static std::optional<close_reason> unusable(Node& n, time_point now)
+    {
+        if (now >= n.retire)
+            return close_reason::lifetime;
+        if (n.probe_broken(now - n.idle_since >= std::chrono::milliseconds(1)))
+            return close_reason::broken;
+        return std::nullopt;
+    }
+
+    void lease_out(Node& n, pgcoro::source_location loc, time_point now) noexcept
+    {
+        n.state = node_state::leased;
+        n.leased_at = now;
+        n.acquired_at = loc;
+        n.leak_reported = false;
+    }
+
+    void start_validation(Node& n, bool for_waiter)
+    {
+        n.state = node_state::validating;
+        n.for_waiter = for_waiter;
+        ++validating_;
+        if (for_waiter)
+            ++for_waiters_;
+        pending_.validate.push_back(&n);
+    }
+
+    // Serves waiters from the idle stack while there are more of them than validations
+    // started for them.
+    void serve_waiters(time_point now)
+    {
+        while (!idle_.empty() && waiters_.size() > for_waiters_)
+        {
+            Node* n = idle_.back();
+            idle_.pop_back();
+            if (auto why = unusable(*n, now))
+                close(n, *why);
+            else if (needs_validation(*n, now))
+                start_validation(*n, true);
+            else
+                hand_to_waiter(n, now);
+        }
+    }
+
+    // Leases `n` to the first waiter and wakes it.
+    void hand_to_waiter(Node* n, time_point now)
+    {
+        waiter_rec* w = waiters_.pop_front();
+        w->assigned = n;
+        lease_out(*n, w->where, now);
+        w->wake();
+    }
+
+    // A ready node: to the first waiter, else onto the idle stack.
+    void make_available(Node* n, time_point now)
+    {
+        if (closed_)
+            close(n, close_reason::shutdown);
+        else if (now >= n->retire)
+            close(n, close_reason::lifetime);
+        else if (nodes_.size() > cfg_.max_size)
+            close(n, close_reason::idle_timeout); // set_max_size() shrank the pool meanwhile
+        else if (!waiters_.empty())
+            hand_to_waiter(n, now);
+        else
+        {
+            n->state = node_state::idle;
+            n->idle_since = now;
+            idle_.push_back(n);
+            update_lease_gauges();
+        }
+    }
+
+    // `n` leaves the pool; the driver closes its connection. `counted` false for a node that
+    // never opened.
+    void close(Node* n, close_reason why, bool counted = true)
+    {
+        if (counted)
+            bump(closed_counter(why));
+        std::erase(idle_, n);
+        auto it =
+            std::find_if(nodes_.begin(), nodes_.end(), [n](const auto& p) { return p.get() == n; });
+        if (it == nodes_.end())
+            return;
+        pending_.close.push_back({std::move(*it), why});
+        *it = std::move(nodes_.back());
+        nodes_.pop_back();
+    }
+
+    std::atomic<std::uint64_t>& closed_counter(close_reason why) noexcept
+    {
+        switch (why)
+        {
+        case close_reason::idle_timeout:
+            return totals_.closed_idle;
+        case close_reason::lifetime:
+            return totals_.closed_lifetime;
+        case close_reason::validation_failed:
+            return totals_.closed_validation;
+        case close_reason::shutdown:
+            return totals_.closed_shutdown;
+        case close_reason::broken:
+            break;
+        }
+        return totals_.closed_broken;
+    }
+
+    void fail_waiters(const error& why)
+    {
+        while (waiter_rec* w = waiters_.pop_front())
+        {
+            w->failure = why;
+            w->wake();
+        }
+    }
+
+    // After every event: serve waiters, start the connects called for (or arm the refill
+    // timer while backing off), refresh the gauges, report a drained closed pool.
+    void finish(time_point now)
+    {
+        serve_waiters(now);
+        start_connects(now);
+        update_gauges();
+        if (closed_ && nodes_.empty())
+            pending_.drained = true;
+    }
+
+    void start_connects(time_point now)
+    {
+        if (closed_)
+            return;
+        const std::size_t waiting =
+            waiters_.size() > for_waiters_ ? waiters_.size() - for_waiters_ : 0;
+        const pool_counts c{nodes_.size(), connecting_, idle_.size(), waiting};
+        std::size_t k = connects_to_start(c, cfg_);
+        if (k == 0)
+            return;
+        if (now < next_connect_at_)
+        {
+            if (!refill_pending_)
+            {
+                refill_pending_ = true;
+                pending_.refill_at = next_connect_at_;
+            }
+            return;
+        }
+        for (; k > 0; --k)
+        {
+            nodes_.push_back(make_node_());
+            Node* n = nodes_.back().get();
+            n->state = node_state::connecting;
+            n->connect_started = now;
+            ++connecting_;
+            pending_.open.push_back(n);
+        }
+    }
+
+    // Counters change only under the driver's lock: a plain load and store, not a locked
+    // read-modify-write (stats() reads them relaxed from any thread).
+    static void bump(std::atomic<std::uint64_t>& c) noexcept
+    {
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+
+    void update_lease_gauges() noexcept
+    {
+        gauges_.idle.store(idle_.size(), std::memory_order_relaxed);
+        gauges_.leased.store(nodes_.size() - idle_.size() - connecting_, std::memory_order_relaxed);
+    }
+
+    void update_gauges() noexcept
+    {
+        gauges_.size.store(nodes_.size(), std::memory_order_relaxed);
+        gauges_.connecting.store(connecting_, std::memory_order_relaxed);
+        gauges_.waiters.store(waiters_.size(), std::memory_order_relaxed);
+        update_lease_gauges();
+    }
+
+    pool_config cfg_;
+    std::function<std::unique_ptr<Node>()> make_node_;
+    std::vector<std::unique_ptr<Node>> nodes_; // every node, whatever its state
+    std::vector<Node*> idle_;                  // LIFO: back() is the hottest
+    waiter_queue waiters_;                     // FIFO
+    std::size_t connecting_ = 0;
+    std::size_t validating_ = 0;  // pings in flight (for waiters and keepalives)
+    std::size_t for_waiters_ = 0; // of those, started to serve a waiter
+    unsigned consecutive_failures_ = 0;
+    time_point next_connect_at_{};
+    bool refill_pending_ = false;
+    bool closed_ = false;
+    std::optional<error> last_error_;
+    pool_actions<Node> pending_;
+
+    struct
+    {
+        std::atomic<std::size_t> max_size{0}, size{0}, idle{0}, leased{0}, connecting{0},
+            waiters{0};
+    } gauges_;
+    struct
+    {
+        std::atomic<std::uint64_t> acquired_immediately{0}, acquired_after_wait{0}, timed_out{0},
+            cancelled{0}, rejected{0}, opened{0}, connect_failures{0}, closed_idle{0},
+            closed_lifetime{0}, closed_broken{0}, closed_validation{0}, closed_shutdown{0},
+            leaks_reported{0};
+    } totals_;
+};
+
+} // namespace pgcoro::detail
+
+#endif // PGCORO_DETAIL_POOL_MACHINE_HPP
