@@ -3,6 +3,8 @@
 #ifndef PGCORO_DETAIL_POOL_MACHINE_HPP
 #define PGCORO_DETAIL_POOL_MACHINE_HPP
 
+#include <pgcoro/detail/pool_actions.hpp>
+#include <pgcoro/detail/pool_counters.hpp>
 #include <pgcoro/detail/pool_node.hpp>
 #include <pgcoro/detail/pool_policy.hpp>
 #include <pgcoro/detail/waiter_queue.hpp>
@@ -26,52 +28,6 @@
 namespace pgcoro::detail
 {
 
-// The state a returned (or settled) connection is in, as its holder saw it.
-enum class conn_condition
-{
-    reusable,       // open, settled, outside a transaction
-    in_transaction, // open, inside a transaction (or a failed one): ROLLBACK first
-    unsettled,      // a statement timed out or was cancelled: its results are still coming
-    broken,         // closed, marked broken, or returned mid-statement
-    oversized,      // its buffers grew past what a pooled connection may keep
-};
-
-// What the driver must do after an event: I/O the machine asked for. Filled by the events,
-// taken (and cleared) by the driver, which applies it outside its lock.
-template <class Node>
-struct pool_actions
-{
-    struct close_action
-    {
-        std::unique_ptr<Node> node; // the machine no longer knows it
-        close_reason why;
-    };
-    std::vector<Node*> open;     // start a connect, then connect_done()
-    std::vector<Node*> validate; // ping (validation_timeout), then validated()
-    std::vector<Node*> reset;    // ROLLBACK, then reset_done()
-    std::vector<Node*> settle;   // finish the cancel and drain, then settled()
-    std::vector<Node*> abort;    // cancel the connect, ping or reset in flight (shutdown)
-    std::vector<close_action> close;
-    std::vector<leak_info> leaks;                                   // report each
-    std::optional<std::chrono::steady_clock::time_point> refill_at; // arm the refill timer
-    bool drained = false; // closed, and the last connection is gone
-
-    bool empty() const noexcept
-    {
-        return open.empty() && validate.empty() && reset.empty() && settle.empty() &&
-               abort.empty() && close.empty() && leaks.empty() && !refill_at && !drained;
-    }
-};
-
-// How acquire() ended.
-enum class acquire_step
-{
-    assigned,         // w.assigned holds a leased node
-    queued,           // w waits in the queue
-    closed,           // the pool is closed
-    too_many_waiters, // max_waiters are waiting already
-};
-
 // The pool's nodes, idle stack, waiter queue, counters and every transition between them.
 // `Node` derives from node_rec and has `bool probe_broken(bool poll_socket)`. The caller
 // serialises all calls (the driver holds its mutex); stats() may be read from any thread.
@@ -85,7 +41,7 @@ public:
     pool_machine(pool_config cfg, std::function<std::unique_ptr<Node>()> make_node)
         : cfg_(cfg), make_node_(std::move(make_node))
     {
-        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
+        ctr_.gauges.max_size.store(cfg_.max_size, std::memory_order_relaxed);
     }
     pool_machine(const pool_machine&) = delete;
     pool_machine& operator=(const pool_machine&) = delete;
@@ -114,7 +70,7 @@ public:
             return nullptr;
         idle_.pop_back();
         lease_out(*n, loc, now);
-        bump(totals_.acquired_immediately);
+        ctr_.bump(ctr_.totals.acquired_immediately);
         update_lease_gauges();
         return n;
     }
@@ -126,46 +82,22 @@ public:
     {
         if (closed_)
         {
-            bump(totals_.rejected);
+            ctr_.bump(ctr_.totals.rejected);
             return acquire_step::closed;
         }
         if (cfg_.max_waiters > 0 && waiters_.size() >= cfg_.max_waiters)
         {
-            bump(totals_.rejected);
+            ctr_.bump(ctr_.totals.rejected);
             return acquire_step::too_many_waiters;
         }
         waiters_.push_back(&w);
         finish(now);
         if (w.assigned)
         {
-            bump(totals_.acquired_immediately);
+            ctr_.bump(ctr_.totals.acquired_immediately);
             return acquire_step::assigned;
         }
         return acquire_step::queued;
-    }
-
-    // Counts how a waiter's acquire ended once it woke (waited, timed_out, cancelled or
-    // rejected); acquire() counts the immediate and refused ones itself.
-    void count(acquire_outcome how) noexcept
-    {
-        switch (how)
-        {
-        case acquire_outcome::immediate:
-            bump(totals_.acquired_immediately);
-            break;
-        case acquire_outcome::waited:
-            bump(totals_.acquired_after_wait);
-            break;
-        case acquire_outcome::timed_out:
-            bump(totals_.timed_out);
-            break;
-        case acquire_outcome::cancelled:
-            bump(totals_.cancelled);
-            break;
-        case acquire_outcome::rejected:
-            bump(totals_.rejected);
-            break;
-        }
     }
 
     // A waiter ends without taking an outcome (deadline, cancellation, its frame destroyed):
@@ -228,7 +160,7 @@ public:
         else if (failure)
         {
             last_error_ = *failure;
-            bump(totals_.connect_failures);
+            ctr_.bump(ctr_.totals.connect_failures);
             if (!failure->transient())
                 fail_waiters(*failure);
             ++consecutive_failures_;
@@ -239,7 +171,7 @@ public:
         {
             consecutive_failures_ = 0;
             next_connect_at_ = {};
-            bump(totals_.opened);
+            ctr_.bump(ctr_.totals.opened);
             n->opened_at = now;
             n->backend_pid = pid;
             n->retire = retire_at(now, cfg_, unit_random);
@@ -308,7 +240,7 @@ public:
                     now - p->leased_at >= cfg_.leak_threshold)
                 {
                     p->leak_reported = true;
-                    bump(totals_.leaks_reported);
+                    ctr_.bump(ctr_.totals.leaks_reported);
                     pending_.leaks.push_back(leak_info{
                         p->acquired_at,
                         std::chrono::duration_cast<std::chrono::milliseconds>(now - p->leased_at),
@@ -343,7 +275,7 @@ public:
     void set_max_size(std::size_t n, time_point now)
     {
         cfg_.max_size = std::max<std::size_t>(n, 1);
-        gauges_.max_size.store(cfg_.max_size, std::memory_order_relaxed);
+        ctr_.gauges.max_size.store(cfg_.max_size, std::memory_order_relaxed);
         cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
         while (nodes_.size() > cfg_.max_size && !idle_.empty())
             close(idle_.front(), close_reason::idle_timeout);
@@ -353,6 +285,12 @@ public:
     void set_idle_timeout(std::chrono::milliseconds d) noexcept { cfg_.idle_timeout = d; }
 
     // ---- reading ------------------------------------------------------------------------
+
+    // Gauges and totals, from any thread.
+    pool_stats stats() const noexcept { return ctr_.stats(); }
+    // Counts how a woken waiter's acquire ended (acquire() counts the immediate and refused
+    // ones itself).
+    void count(acquire_outcome how) noexcept { ctr_.count(how); }
 
     // pool_timeout, described while the waiter still counts among the waiters.
     error timeout_error(clock::duration waited) const
@@ -375,32 +313,6 @@ public:
         if (last_error_)
             msg += "; last connect error: " + last_error_->to_string();
         return error(errc::pool_timeout, std::move(msg));
-    }
-
-    // Gauges and totals, from any thread.
-    pool_stats stats() const noexcept
-    {
-        pool_stats s;
-        s.max_size = gauges_.max_size.load(std::memory_order_relaxed);
-        s.size = gauges_.size.load(std::memory_order_relaxed);
-        s.idle = gauges_.idle.load(std::memory_order_relaxed);
-        s.leased = gauges_.leased.load(std::memory_order_relaxed);
-        s.connecting = gauges_.connecting.load(std::memory_order_relaxed);
-        s.waiters = gauges_.waiters.load(std::memory_order_relaxed);
-        s.acquired_immediately = totals_.acquired_immediately.load(std::memory_order_relaxed);
-        s.acquired_after_wait = totals_.acquired_after_wait.load(std::memory_order_relaxed);
-        s.timed_out = totals_.timed_out.load(std::memory_order_relaxed);
-        s.cancelled = totals_.cancelled.load(std::memory_order_relaxed);
-        s.rejected = totals_.rejected.load(std::memory_order_relaxed);
-        s.opened = totals_.opened.load(std::memory_order_relaxed);
-        s.connect_failures = totals_.connect_failures.load(std::memory_order_relaxed);
-        s.closed_idle = totals_.closed_idle.load(std::memory_order_relaxed);
-        s.closed_lifetime = totals_.closed_lifetime.load(std::memory_order_relaxed);
-        s.closed_broken = totals_.closed_broken.load(std::memory_order_relaxed);
-        s.closed_validation = totals_.closed_validation.load(std::memory_order_relaxed);
-        s.closed_shutdown = totals_.closed_shutdown.load(std::memory_order_relaxed);
-        s.leaks_reported = totals_.leaks_reported.load(std::memory_order_relaxed);
-        return s;
     }
 
 private:
@@ -492,7 +404,7 @@ private:
     void close(Node* n, close_reason why, bool counted = true)
     {
         if (counted)
-            bump(closed_counter(why));
+            ctr_.bump(ctr_.closed(why));
         std::erase(idle_, n);
         auto it =
             std::find_if(nodes_.begin(), nodes_.end(), [n](const auto& p) { return p.get() == n; });
@@ -501,24 +413,6 @@ private:
         pending_.close.push_back({std::move(*it), why});
         *it = std::move(nodes_.back());
         nodes_.pop_back();
-    }
-
-    std::atomic<std::uint64_t>& closed_counter(close_reason why) noexcept
-    {
-        switch (why)
-        {
-        case close_reason::idle_timeout:
-            return totals_.closed_idle;
-        case close_reason::lifetime:
-            return totals_.closed_lifetime;
-        case close_reason::validation_failed:
-            return totals_.closed_validation;
-        case close_reason::shutdown:
-            return totals_.closed_shutdown;
-        case close_reason::broken:
-            break;
-        }
-        return totals_.closed_broken;
     }
 
     void fail_waiters(const error& why)
@@ -571,24 +465,18 @@ private:
         }
     }
 
-    // Counters change only under the driver's lock: a plain load and store, not a locked
-    // read-modify-write (stats() reads them relaxed from any thread).
-    static void bump(std::atomic<std::uint64_t>& c) noexcept
-    {
-        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
-
     void update_lease_gauges() noexcept
     {
-        gauges_.idle.store(idle_.size(), std::memory_order_relaxed);
-        gauges_.leased.store(nodes_.size() - idle_.size() - connecting_, std::memory_order_relaxed);
+        ctr_.gauges.idle.store(idle_.size(), std::memory_order_relaxed);
+        ctr_.gauges.leased.store(nodes_.size() - idle_.size() - connecting_,
+                                 std::memory_order_relaxed);
     }
 
     void update_gauges() noexcept
     {
-        gauges_.size.store(nodes_.size(), std::memory_order_relaxed);
-        gauges_.connecting.store(connecting_, std::memory_order_relaxed);
-        gauges_.waiters.store(waiters_.size(), std::memory_order_relaxed);
+        ctr_.gauges.size.store(nodes_.size(), std::memory_order_relaxed);
+        ctr_.gauges.connecting.store(connecting_, std::memory_order_relaxed);
+        ctr_.gauges.waiters.store(waiters_.size(), std::memory_order_relaxed);
         update_lease_gauges();
     }
 
@@ -606,19 +494,7 @@ private:
     bool closed_ = false;
     std::optional<error> last_error_;
     pool_actions<Node> pending_;
-
-    struct
-    {
-        std::atomic<std::size_t> max_size{0}, size{0}, idle{0}, leased{0}, connecting{0},
-            waiters{0};
-    } gauges_;
-    struct
-    {
-        std::atomic<std::uint64_t> acquired_immediately{0}, acquired_after_wait{0}, timed_out{0},
-            cancelled{0}, rejected{0}, opened{0}, connect_failures{0}, closed_idle{0},
-            closed_lifetime{0}, closed_broken{0}, closed_validation{0}, closed_shutdown{0},
-            leaks_reported{0};
-    } totals_;
+    pool_counters ctr_;
 };
 
 } // namespace pgcoro::detail
