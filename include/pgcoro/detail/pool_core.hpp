@@ -152,7 +152,9 @@ public:
             const auto c = condition(*n, broken);
             std::unique_lock lk(mu_);
             machine_.release(n, c, now);
-            auto acts = take_actions();
+            if (machine_.pending().empty())
+                return; // to a waiter or the idle stack
+            auto acts = machine_.take_pending();
             lk.unlock();
             post_apply(std::move(acts));
         }

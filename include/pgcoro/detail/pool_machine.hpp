@@ -116,6 +116,24 @@ public:
     // idle stack when reusable (leaving no actions), else reset, settled or closed.
     void release(Node* n, conn_condition c, time_point now)
     {
+        if (c == conn_condition::reusable && !closed_ && now < n->retire &&
+            nodes_.size() <= cfg_.max_size)
+        {
+            // The common case, which changes nothing else: no finish() pass.
+            if (waiters_.empty())
+            {
+                n->state = node_state::idle;
+                n->idle_since = now;
+                idle_.push_back(n);
+                update_lease_gauges();
+            }
+            else
+            {
+                hand_to_waiter(n, now);
+                update_gauges();
+            }
+            return;
+        }
         switch (c)
         {
         case conn_condition::reusable:

@@ -184,7 +184,55 @@ public:
             if (auto sent = op.resend(); !sent)
                 r.emplace(tl::unexpected(std::move(sent.error())));
             else
-                r.emplace(co_await e.await_statement(op, t, deadline));
+            {
+                // Flushes the statement, then reads until its segment's Sync has been
+                // answered. Inline, not a coroutine of its own: one frame less per statement.
+                bool first = true; // the statement is sent: its response is new data (an edge)
+                for (;;)
+                {
+                    const int f = e.session_.flush();
+                    if (f >= 0)
+                        e.session_.drain();
+                    if (op.done)
+                    {
+                        e.session_.leave_pipeline_if_idle();
+                        r.emplace(std::move(*op.outcome));
+                        break;
+                    }
+                    const auto what = f == 1  ? wait_for::read_or_write
+                                      : first ? wait_for::response
+                                              : wait_for::read;
+                    wait_result w;
+                    if (pq_io::bare(what, deadline))
+                    {
+                        // The common case inline: one reactor operation, no coroutine frame
+                        // for the wait (pq_io::wait is one), no timer.
+                        auto cs = co_await asio::this_coro::cancellation_state;
+                        const auto c = cs.cancelled();
+                        if (auto early = e.io_.before_wait(deadline, c))
+                            w = *early;
+                        else if (what == wait_for::response)
+                        {
+                            auto [ec] = co_await e.io_.wait_response();
+                            w = e.io_.classify(ec);
+                        }
+                        else
+                        {
+                            auto [ec] = co_await e.io_.wait_readable();
+                            w = e.io_.classify(ec);
+                        }
+                    }
+                    else
+                        w = co_await e.io_.wait(what, deadline);
+                    first = false;
+                    if (w != wait_result::ready)
+                    {
+                        r.emplace(e.abandon(op, w, t, f == 1));
+                        break;
+                    }
+                    e.session_.consume(); // on failure the session is closed, `op` delivered
+                }
+            }
         }
         co_await asio::this_coro::throw_if_cancelled(throw_prev);
         co_return e.finished(sql, started, std::move(*r));
@@ -316,35 +364,6 @@ private:
         std::string_view sql;
         std::tuple<const Params&...> params; // in the query coroutine's frame
     };
-
-    // Flushes the statement, then reads until its segment's Sync has been answered.
-    asio::awaitable<expected<result>> await_statement(pq_op& op, std::chrono::milliseconds t,
-                                                      clock::time_point deadline)
-    {
-        bool first = true; // the statement is sent: its response is new data (an edge)
-        for (;;)
-        {
-            const int f = session_.flush();
-            if (f >= 0)
-                session_.drain();
-            if (op.done)
-                break;
-            // wait inline (no coroutine frame for the common case: see pq_io::wait)
-            const auto w = co_await io_.wait(f == 1  ? wait_for::read_or_write
-                                             : first ? wait_for::response
-                                                     : wait_for::read,
-                                             deadline);
-            first = false;
-            if (w == wait_result::ready)
-            {
-                session_.consume(); // on failure the session is closed and `op` delivered
-                continue;
-            }
-            co_return abandon(op, w, t, f == 1);
-        }
-        session_.leave_pipeline_if_idle();
-        co_return std::move(*op.outcome);
-    }
 
     // The statement's caller leaves (deadline, cancellation, the owner's close, socket error)
     // before its outcome: it returns now. The statement is cancelled on the server and its

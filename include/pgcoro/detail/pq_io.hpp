@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <fcntl.h>
+#include <optional>
 #include <unistd.h>
 
 namespace pgcoro::detail
@@ -95,30 +96,51 @@ public:
     bool close_requested() const noexcept { return close_requested_; }
     void clear_close_request() noexcept { close_requested_ = false; }
 
+    // Whether a wait for `what` until `deadline` is one bare reactor operation (no deadline,
+    // one direction): callers on the hot path then await wait_response() / wait_readable()
+    // inline after before_wait(), and no coroutine frame is made for the wait.
+    static bool bare(wait_for what, clock::time_point deadline) noexcept
+    {
+        return deadline == no_deadline && what != wait_for::read_or_write;
+    }
+
+    // What ends a wait before it starts: the owner's close, a deadline already passed, the
+    // caller's cancellation (`c`, from its cancellation state); nothing when it may start.
+    std::optional<wait_result> before_wait(clock::time_point deadline,
+                                           asio::cancellation_type_t c) const noexcept
+    {
+        if (close_requested_)
+            return wait_result::closed;
+        if (deadline != no_deadline && clock::now() >= deadline)
+            return wait_result::deadline;
+        if (c != asio::cancellation_type::none)
+            return wait_result::cancelled;
+        return std::nullopt;
+    }
+
+    // The bare waits (see bare()); their error code goes through classify().
+    auto wait_response() { return socket_.async_wait_response(asio::as_tuple(asio::deferred)); }
+    auto wait_readable(bool write = false)
+    {
+        return socket_.async_wait(write ? pq_socket::wait_write : pq_socket::wait_read,
+                                  asio::as_tuple(asio::deferred));
+    }
+
     // Waits for `what`, until `deadline`, the owner's close or the caller's cancellation.
     asio::awaitable<wait_result> wait(wait_for what, clock::time_point deadline)
     {
-        if (close_requested_)
-            co_return wait_result::closed;
-        if (deadline != no_deadline && clock::now() >= deadline)
-            co_return wait_result::deadline;
+        if (auto early =
+                before_wait(deadline, (co_await asio::this_coro::cancellation_state).cancelled()))
+            co_return *early;
+        if (bare(what, deadline))
         {
-            auto cs = co_await asio::this_coro::cancellation_state;
-            if (cs.cancelled() != asio::cancellation_type::none)
-                co_return wait_result::cancelled;
-        }
-        if (deadline == no_deadline && what != wait_for::read_or_write)
-        {
-            // The statement's common case: one reactor operation, no coroutine frame, no timer.
             // (Two statements, not `?:` around co_await: GCC 12 mishandles temporaries there.)
             if (what == wait_for::response)
             {
-                auto [ec] = co_await socket_.async_wait_response(asio::as_tuple(asio::deferred));
+                auto [ec] = co_await wait_response();
                 co_return classify(ec);
             }
-            auto [ec] = co_await socket_.async_wait(what == wait_for::write ? pq_socket::wait_write
-                                                                            : pq_socket::wait_read,
-                                                    asio::as_tuple(asio::deferred));
+            auto [ec] = co_await wait_readable(what == wait_for::write);
             co_return classify(ec);
         }
         co_return co_await group_wait(what, deadline);
@@ -140,6 +162,18 @@ public:
         if (order[0] == 1)
             co_return et ? classify(et) : wait_result::deadline;
         co_return classify(ec);
+    }
+
+    // What a finished wait's error code means.
+    wait_result classify(const boost::system::error_code& ec) const noexcept
+    {
+        if (!ec)
+            return wait_result::ready;
+        if (close_requested_)
+            return wait_result::closed;
+        if (ec == asio::error::operation_aborted)
+            return wait_result::cancelled;
+        return wait_result::failed;
     }
 
 private:
@@ -178,17 +212,6 @@ private:
         if (order[0] == 1)
             co_return et ? classify(et) : wait_result::deadline;
         co_return classify(es);
-    }
-
-    wait_result classify(const boost::system::error_code& ec) const noexcept
-    {
-        if (!ec)
-            return wait_result::ready;
-        if (close_requested_)
-            return wait_result::closed;
-        if (ec == asio::error::operation_aborted)
-            return wait_result::cancelled;
-        return wait_result::failed;
     }
 
     pq_socket socket_; // a dup of PQsocket(); ours to close
