@@ -4,7 +4,9 @@
 // waiters queued, leases held and statements running, and the io_context destroys the frames.
 // Runs in the TSan build (scripts/sanitize.sh tsan) and the ASan build. It covers findings 4
 // and 5 (a lock object and statement state shared by threads) as a stress test: neither has a
-// deterministic reproduction through the public API.
+// deterministic reproduction through the public API. Built against 15aed96's headers under
+// TSan it reported 2 to 15 data races per run, in 3 runs of 3 (among them the acquire's
+// co_spawn onto the pool strand cancelled from another thread); 10 runs of 10 are clean now.
 #include <pgcoro/pool.hpp>
 #include <pgcoro/with_timeout.hpp>
 

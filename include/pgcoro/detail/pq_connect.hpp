@@ -90,20 +90,29 @@ public:
     {
         deadline_ = cfg_.connect_timeout.count() > 0 ? clock::now() + cfg_.connect_timeout
                                                      : pq_io::no_deadline;
-        error last(errc::connect_failed, "no host configured");
-        for (const auto& hp : cfg_.hosts)
-        {
-            auto r = co_await connect_host(hp);
-            if (r)
-                co_return r;
-            last = std::move(r.error());
-            if (last.is(errc::timeout) || last.is(errc::cancelled))
-                break;
-        }
-        co_return tl::unexpected(std::move(last));
+        co_return co_await first_open(cfg_.hosts, error(errc::connect_failed, "no host configured"),
+                                      [this](const host_port& hp) { return connect_host(hp); });
     }
 
 private:
+    // Tries `attempt(x)` for each x in turn: the first open connection wins; a timeout or a
+    // cancellation ends the tries; else the last error (`none` when there was nothing to try).
+    template <class Range, class Attempt>
+    static asio::awaitable<expected<pgconn_ptr>> first_open(const Range& xs, error none,
+                                                            Attempt attempt)
+    {
+        for (const auto& x : xs)
+        {
+            auto r = co_await attempt(x);
+            if (r)
+                co_return r;
+            none = std::move(r.error());
+            if (none.is(errc::timeout) || none.is(errc::cancelled))
+                break;
+        }
+        co_return tl::unexpected(std::move(none));
+    }
+
     asio::awaitable<expected<pgconn_ptr>> connect_host(const host_port& hp)
     {
         if (!hp.host.empty() && hp.host.front() == '/') // unix-socket directory: no DNS
@@ -141,17 +150,10 @@ private:
         if (call->rc != 0)
             co_return fail(errc::connect_failed, "could not resolve host \"" + hp.host +
                                                      "\": " + ::gai_strerror(call->rc));
-        error last(errc::connect_failed, "no address for host \"" + hp.host + "\"");
-        for (const auto& addr : call->addresses)
-        {
-            auto r = co_await connect_address(hp.host, addr, hp.port);
-            if (r)
-                co_return r;
-            last = std::move(r.error());
-            if (last.is(errc::timeout) || last.is(errc::cancelled))
-                break;
-        }
-        co_return tl::unexpected(std::move(last));
+        co_return co_await first_open(
+            call->addresses, error(errc::connect_failed, "no address for host \"" + hp.host + "\""),
+            [this, &hp](const std::string& addr)
+            { return connect_address(hp.host, addr, hp.port); });
     }
 
     asio::awaitable<expected<pgconn_ptr>>
