@@ -5,6 +5,7 @@
 #include <pgcoro/detail/render_text.hpp>
 #include <pgcoro/health.hpp>
 
+#include <chrono>
 #include <string>
 
 namespace pgcoro
@@ -74,6 +75,47 @@ inline std::string to_json(const health_report& report)
         out += '}';
     }
     out += "]}";
+    return out;
+}
+
+/// `tp` as ISO-8601 UTC with milliseconds, e.g. "2026-03-01T12:34:56.789Z".
+inline std::string to_iso8601(std::chrono::system_clock::time_point tp)
+{
+    std::string out;
+    detail::append_iso8601(out, tp);
+    return out;
+}
+
+/// `report` in exactly the shape of the services' design notes, nothing more:
+/// {"status":"healthy","connections":{"current":12,"max":200,"utilization":0.06},
+/// "metrics":{"success_rate":0.992,"avg_response_time":45,"last_failure":null}}
+/// status is "healthy" or "unhealthy" (a degraded pool still serves: "healthy");
+/// avg_response_time is in milliseconds (3 decimals), last_failure null or ISO-8601 UTC.
+/// to_json() gives the richer report (checks, p99, breaker).
+inline std::string to_service_json(const health_report& report)
+{
+    using detail::append_double;
+    using detail::round_to;
+    std::string out;
+    out.reserve(192);
+    out += report.status == health_status::unhealthy ? "{\"status\":\"unhealthy\""
+                                                     : "{\"status\":\"healthy\"";
+    out += ",\"connections\":{\"current\":";
+    detail::append_uint(out, report.connections.current);
+    out += ",\"max\":";
+    detail::append_uint(out, report.connections.max);
+    out += ",\"utilization\":";
+    append_double(out, round_to(report.connections.utilization, 4));
+    out += "},\"metrics\":{\"success_rate\":";
+    append_double(out, round_to(report.metrics.success_rate, 4));
+    out += ",\"avg_response_time\":";
+    append_double(out, round_to(report.metrics.avg_response_time_ms, 3));
+    out += ",\"last_failure\":";
+    if (report.metrics.last_failure)
+        out += '"' + to_iso8601(*report.metrics.last_failure) + '"';
+    else
+        out += "null";
+    out += "}}";
     return out;
 }
 

@@ -131,7 +131,7 @@ struct connect_preset
 /// 100 ms. staging: production's deadlines with 10 connections. production: 15 connections
 /// (2 x cores + 1 for an 8-core box, and 6 replicas x 15 stays under max_connections = 100),
 /// 10 s acquire timeout, 1 min keepalive, 2 min lifetime jitter, 60 s client query deadline
-/// above the 30 s server statement_timeout.
+/// above the 30 s server statement_timeout, at most 1000 waiting acquires.
 constexpr pool_config pool_preset(profile p) noexcept
 {
     using std::chrono::milliseconds;
@@ -189,6 +189,7 @@ constexpr pool_config pool_preset(profile p) noexcept
         c.max_concurrent_connects = 4;
         c.refill_backoff_initial = 500ms;
         c.refill_backoff_max = 30s;
+        c.max_waiters = 1000; // ~2 KiB each: an unbounded queue is unbounded memory
         break;
     }
     return c;

@@ -36,8 +36,10 @@ namespace pgcoro
 /// only when `idempotent` is true (the statement may safely run twice: a SELECT, an UPSERT, an
 /// UPDATE setting absolute values) or when the operation re-runs a whole transaction, which
 /// transact() does for serialization failures. Failures that prove nothing was done are
-/// retried by default: `connect_failed`, `pool_timeout`, `circuit_open`, `too_many_waiters`,
-/// 40001, 40P01, 53300, 57P01-57P03 (see is_transient()).
+/// retried by default: `connect_failed`, `pool_timeout`, `too_many_waiters`, 40001, 40P01,
+/// 53300, 57P01-57P03 (see is_transient()). `circuit_open` is not: an open breaker fails the
+/// call at once instead of sleeping through backoffs it will refuse again (set `retry_if` to
+/// retry it).
 struct retry_policy
 {
     /// Total number of attempts, the first included. Default 3; range 1..100; 1 never retries.
@@ -54,8 +56,9 @@ struct retry_policy
     /// True when the operation may run twice without harm, which allows retrying
     /// `connection_lost` and `timeout`. Default false.
     bool idempotent = false;
-    /// Which failures to retry; nullptr (the default) means error::transient(). The
-    /// `idempotent` rule and `max_attempts` apply on top, and `cancelled` is never retried.
+    /// Which failures to retry; nullptr (the default) means error::transient() except
+    /// `circuit_open`. The `idempotent` rule and `max_attempts` apply on top, and `cancelled`
+    /// is never retried.
     bool (*retry_if)(const error&) = nullptr;
 };
 
@@ -73,7 +76,9 @@ inline bool is_retryable(const retry_policy& policy, const error& e) noexcept
         return false;
     if (!policy.idempotent && outcome_unknown(e))
         return false;
-    return policy.retry_if ? policy.retry_if(e) : e.transient();
+    if (policy.retry_if)
+        return policy.retry_if(e);
+    return e.transient() && !e.is(errc::circuit_open); // an open breaker fails fast
 }
 
 /// Configuration of a retry_budget. A literal type.

@@ -52,9 +52,13 @@ race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<ex
     // operation_aborted, the caller's cancellation reached it: op's result says what happened.
     if (order[0] == 1 && !timer_ec)
     {
+        // The operation's own account of where it was (e.g. an acquire's pool state and last
+        // connect error) is kept: "timed out" alone hides why.
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-        co_return std::make_unique<expected<T>>(
-            fail(errc::timeout, "operation timed out after " + std::to_string(ms) + " ms"));
+        std::string msg = "operation timed out after " + std::to_string(ms) + " ms";
+        if (result && !*result)
+            msg += " (" + result->error().message + ")";
+        co_return std::make_unique<expected<T>>(fail(errc::timeout, std::move(msg)));
     }
     if (!result)
         co_return std::make_unique<expected<T>>(
@@ -66,7 +70,8 @@ race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<ex
 /// Runs `op` against a timer of duration `d` started now; whichever finishes first wins.
 ///
 /// Completes with: `op`'s own result when it finishes first.
-/// Errors: `timeout` when the timer wins (op's result, usually `cancelled`, is discarded);
+/// Errors: `timeout` when the timer wins; its message ends with op's own (usually that it was
+///   cancelled, and where it was: an acquire gives the pool's state and last connect error);
 ///   `cancelled` when the awaiting coroutine was cancelled before the start. Anything `op`
 ///   returns otherwise is passed through.
 /// Cancellation: when the timer wins, `op` receives a terminal cancellation and with_timeout

@@ -53,6 +53,13 @@ TEST(Profile_Presets, DevelopmentIsSmallAndLoud)
     EXPECT_EQ(pgcoro::connect_preset_for(profile::production).log, pgcoro::log_level::warn);
 }
 
+// Issue 19: production's waiter queue was unbounded (100 000 waiters held 200 MiB).
+TEST(Profile_Presets, ProductionBoundsTheWaiterQueue)
+{
+    EXPECT_EQ(pgcoro::pool_preset(profile::production).max_waiters, 1000u);
+    EXPECT_TRUE(pgcoro::validate(pgcoro::pool_preset(profile::production)));
+}
+
 struct rule_case
 {
     const char* name;

@@ -414,6 +414,23 @@ TEST_F(PoolMachine, TimeoutErrorDescribesThePool)
     EXPECT_NE(e.message.find("pool_machine_test.cpp"), std::string::npos) << e.message;
 }
 
+TEST_F(PoolMachine, ACancelledAcquireSaysWhereThePoolWas)
+{
+    // Issue 19: with_timeout() keeps its operation's message, so an acquire it cancels must
+    // say why it waited (15aed96: "acquire cancelled" only).
+    make();
+    test_waiter w;
+    m->acquire(w, now);
+    const auto e = refused_transient();
+    m->connect_done(take().open[0], &e, 0, now, 0);
+    auto c = m->cancelled_error(850ms);
+    EXPECT_TRUE(c.is(errc::cancelled));
+    EXPECT_NE(c.message.find("acquire cancelled after 850 ms: size=0/4"), std::string::npos)
+        << c.message;
+    EXPECT_NE(c.message.find("last connect error: "), std::string::npos) << c.message;
+    EXPECT_NE(c.message.find("connection refused"), std::string::npos) << c.message;
+}
+
 // ---- waiters leaving --------------------------------------------------------------------
 
 TEST_F(PoolMachine, ALeavingWaiterKeepsTheOthersInOrder)

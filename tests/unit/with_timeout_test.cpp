@@ -78,6 +78,9 @@ TEST(WithTimeout, TimerWinsCancelsOperationAndReportsTimeout)
     ASSERT_TRUE(r && !r->has_value());
     EXPECT_TRUE(r->error().is(errc::timeout)) << r->error();
     EXPECT_TRUE(was_cancelled);
+    // The operation's own account is kept (issue 19: 15aed96 said only "timed out after N ms",
+    // hiding e.g. an acquire's "last connect error: ... Connection refused").
+    EXPECT_NE(r->error().message.find("(statement cancelled)"), std::string::npos) << r->error();
 }
 
 TEST(WithTimeout, CallerCancellationReachesOperation)

@@ -130,11 +130,11 @@ public:
             lk.unlock();
             co_return failed(acquire_outcome::timed_out, start, loc, std::move(e));
         }
+        auto e = machine_.cancelled_error(clock::now() - start); // still counted as waiting
         machine_.leave(w);
         machine_.count(acquire_outcome::cancelled);
         lk.unlock();
-        co_return failed(acquire_outcome::cancelled, start, loc,
-                         error(errc::cancelled, "acquire cancelled"));
+        co_return failed(acquire_outcome::cancelled, start, loc, std::move(e));
     }
 
     // ---- release ------------------------------------------------------------------------

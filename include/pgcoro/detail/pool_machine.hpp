@@ -313,14 +313,28 @@ public:
     // pool_timeout, described while the waiter still counts among the waiters.
     error timeout_error(clock::duration waited) const
     {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+        return error(errc::pool_timeout, "no connection within " + std::to_string(ms(waited)) +
+                                             " ms (acquire_timeout " +
+                                             std::to_string(cfg_.acquire_timeout.count()) +
+                                             " ms): " + describe());
+    }
+
+    // A waiting acquire cancelled by its caller (or by with_timeout): where the pool was.
+    error cancelled_error(clock::duration waited) const
+    {
+        return error(errc::cancelled, "acquire cancelled after " + std::to_string(ms(waited)) +
+                                          " ms: " + describe());
+    }
+
+    // "size=1/4 in_use=1 idle=0 connecting=0 waiters=1; oldest lease taken at f.cpp:12; last
+    // connect error: ...".
+    std::string describe() const
+    {
         const auto s = stats();
         std::string msg =
-            "no connection within " + std::to_string(ms) + " ms (acquire_timeout " +
-            std::to_string(cfg_.acquire_timeout.count()) + " ms): size=" + std::to_string(s.size) +
-            "/" + std::to_string(cfg_.max_size) + " in_use=" + std::to_string(s.leased) +
-            " idle=" + std::to_string(s.idle) + " connecting=" + std::to_string(s.connecting) +
-            " waiters=" + std::to_string(s.waiters);
+            "size=" + std::to_string(s.size) + "/" + std::to_string(cfg_.max_size) +
+            " in_use=" + std::to_string(s.leased) + " idle=" + std::to_string(s.idle) +
+            " connecting=" + std::to_string(s.connecting) + " waiters=" + std::to_string(s.waiters);
         const node_rec* oldest = nullptr;
         for (const auto& p : nodes_)
             if (p->state == node_state::leased && (!oldest || p->leased_at < oldest->leased_at))
@@ -330,10 +344,15 @@ public:
                    std::to_string(oldest->acquired_at.line());
         if (last_error_)
             msg += "; last connect error: " + last_error_->to_string();
-        return error(errc::pool_timeout, std::move(msg));
+        return msg;
     }
 
 private:
+    static long long ms(clock::duration d) noexcept
+    {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    }
+
     bool needs_validation(const node_rec& n, time_point now) const noexcept
     {
         return cfg_.validate_after_idle.count() > 0 &&
