@@ -72,6 +72,7 @@ asio::awaitable<response> health(service& s, const http::request<http::string_bo
     {
         return s.breaker.state();
     };
+    opts.report_to = s.observer.get(); // a ping failing at its deadline counts as a failure
     auto report = co_await pgcoro::check_health(s.pool, opts);
     const auto status = report.status == pgcoro::health_status::unhealthy
                             ? http::status::service_unavailable
@@ -107,7 +108,8 @@ asio::awaitable<response> kv(service& s, const http::request<http::string_body>&
                             return s.pool.run(
                                 [id](pgcoro::connection& c)
                                 { return c.query("SELECT v FROM kv WHERE id = $1", id); });
-                        });
+                        },
+                        s.observer.get()); // its deadline counts as a failure
                 });
         },
         hooks);
@@ -209,6 +211,8 @@ int main(int argc, char** argv)
         std::cerr << settings.error() << "\n"; // names each bad variable; never a password
         return 1;
     }
+    for (const auto& w : settings->warnings) // e.g. a secret file others can read
+        std::cerr << "warn settings: " << w << "\n";
 
     // Metrics for /metrics and /health, and log lines at the profile's level (development:
     // queries and info; production: warnings and errors only).

@@ -30,6 +30,9 @@ struct health_options
     /// Reads the breaker guarding the database, e.g. `[&] { return breaker.state(); }`;
     /// empty when there is none.
     std::function<breaker_state()> breaker;
+    /// Told when the ping fails at ping_timeout (on_deadline_expired), so the success rate of
+    /// a stats_collector behind it counts it; nullptr: nobody. Must outlive the call.
+    observer* report_to = nullptr;
 };
 
 /// Pings the database through `pool` (an acquire and an empty statement, bounded by
@@ -45,8 +48,8 @@ boost::asio::awaitable<health_report> check_health(basic_pool<Executor>& pool,
                                                    health_options opts = {})
 {
     const auto start = std::chrono::steady_clock::now();
-    auto ping = co_await with_timeout(opts.ping_timeout,
-                                      pool.run([](connection& c) { return c.query(""); }));
+    auto ping = co_await with_timeout(
+        opts.ping_timeout, pool.run([](connection& c) { return c.query(""); }), opts.report_to);
     const double ping_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     const pool_stats gauges = pool.stats();

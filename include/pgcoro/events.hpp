@@ -184,6 +184,13 @@ struct connection_closed_event
     int backend_pid = 0;                          ///< the server process it was served by
 };
 
+/// An operation ended at its caller's deadline (with_timeout() given an observer): a failure
+/// for the success rate, although the operation itself reported only its cancellation.
+struct deadline_event
+{
+    std::chrono::nanoseconds deadline{0}; ///< the deadline it was given
+};
+
 // breaker_transition (pgcoro/detail/resilience_breaker.hpp) is the breaker's event as is.
 
 } // namespace pgcoro

@@ -58,6 +58,8 @@ public:
     virtual void on_leak_suspected(const leak_suspected_event&) noexcept {}
     /// The pool closed a connection, with the reason.
     virtual void on_connection_closed(const connection_closed_event&) noexcept {}
+    /// An operation ended at its caller's deadline (with_timeout() or check_health()).
+    virtual void on_deadline_expired(const deadline_event&) noexcept {}
 };
 
 /// Forwards every event to several observers, in the order they were added. Install it where
@@ -138,6 +140,11 @@ public:
     {
         for (const auto& o : observers_)
             o->on_connection_closed(e);
+    }
+    void on_deadline_expired(const deadline_event& e) noexcept override
+    {
+        for (const auto& o : observers_)
+            o->on_deadline_expired(e);
     }
 
 private:

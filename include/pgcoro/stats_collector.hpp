@@ -180,6 +180,12 @@ public:
         add(connects_succeeded_);
         connect_time_.record(e.elapsed);
     }
+    // The operation itself reported a cancellation (not counted); its deadline is a failure.
+    void on_deadline_expired(const deadline_event&) noexcept override
+    {
+        push_outcome(false);
+        note_failure(make_error_code(errc::timeout), {}, "operation timed out (caller's deadline)");
+    }
     void on_connect_failed(const connect_failed_event& e) noexcept override
     {
         add(connects_failed_);

@@ -3,6 +3,8 @@
 #define PGCORO_WITH_TIMEOUT_HPP
 
 #include <pgcoro/error.hpp>
+#include <pgcoro/events.hpp>
+#include <pgcoro/observer.hpp>
 
 #include <pgcoro/detail/resilience_op.hpp>
 #include <pgcoro/detail/spawn_on.hpp>
@@ -35,7 +37,8 @@ namespace detail
 // with std::optional GCC 12 -O1 -fsanitize=address warns maybe-uninitialized inside co_spawn.)
 template <class T>
 boost::asio::awaitable<std::unique_ptr<expected<T>>>
-race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<expected<T>> op)
+race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<expected<T>> op,
+                observer* obs)
 {
     namespace asio = boost::asio;
     auto ex = co_await asio::this_coro::executor; // a strand (with_timeout)
@@ -58,6 +61,8 @@ race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<ex
         std::string msg = "operation timed out after " + std::to_string(ms) + " ms";
         if (result && !*result)
             msg += " (" + result->error().message + ")";
+        if (obs)
+            obs->on_deadline_expired(deadline_event{d});
         co_return std::make_unique<expected<T>>(fail(errc::timeout, std::move(msg)));
     }
     if (!result)
@@ -82,15 +87,20 @@ race_with_timer(std::chrono::steady_clock::duration d, boost::asio::awaitable<ex
 ///   of that executor (so the race is safe on a multi-threaded io_context without a strand).
 /// Lifetime: `op` is owned by the call; whatever it refers to must outlive the call. An
 ///   exception thrown by `op` is rethrown after the timer has been stopped.
+///
+/// `obs` (optional) is told when the deadline ends the operation (on_deadline_expired): the
+/// operation itself reports only that it was cancelled, which a success rate leaves out, so a
+/// stats_collector needs this to count an outage's timeouts as failures.
 template <class T>
 boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::duration d,
-                                                 boost::asio::awaitable<expected<T>> op)
+                                                 boost::asio::awaitable<expected<T>> op,
+                                                 observer* obs = nullptr)
 {
     namespace asio = boost::asio;
     if (co_await detail::cancellation_requested())
         co_return fail(errc::cancelled, "cancelled before the operation started");
     auto strand = asio::make_strand(co_await asio::this_coro::executor);
-    auto r = co_await detail::spawn_on(strand, detail::race_with_timer(d, std::move(op)));
+    auto r = co_await detail::spawn_on(strand, detail::race_with_timer(d, std::move(op), obs));
     co_return std::move(*r);
 }
 
@@ -98,10 +108,10 @@ boost::asio::awaitable<expected<T>> with_timeout(std::chrono::steady_clock::dura
 /// once and kept alive until the race is over, so the coroutine it returns may refer to it.
 /// The sections of the overload above apply.
 template <detail::expected_operation Op>
-auto with_timeout(std::chrono::steady_clock::duration d, Op op)
+auto with_timeout(std::chrono::steady_clock::duration d, Op op, observer* obs = nullptr)
     -> boost::asio::awaitable<expected<detail::operation_value_t<Op>>>
 {
-    co_return co_await with_timeout(d, op());
+    co_return co_await with_timeout(d, op(), obs);
 }
 
 } // namespace pgcoro

@@ -7,6 +7,7 @@
 #include <pgcoro/server_activity.hpp>
 #include <pgcoro/stats_collector.hpp>
 
+#include "support/fault_proxy.hpp"
 #include "support/test_server.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -366,4 +367,57 @@ TEST(Observability, RetriesAndBreakerTransitionsReachTheCollector)
     EXPECT_EQ(s.breaker_transitions, 1u);
     ASSERT_TRUE(s.breaker.has_value());
     EXPECT_EQ(*s.breaker, pgcoro::breaker_state::open);
+}
+
+// Issue 19: during an outage a health endpoint built from the README reported success_rate
+// 1.00 - operations ended by with_timeout() are "cancelled" and were left out of the window.
+// With the observer given to with_timeout() (and health_options::report_to), each deadline is
+// a failure and the rate falls toward 0. Failed on 15aed96 (rate stayed 1.0: no such hook).
+TEST(Observability, AnOutageDrivesTheSuccessRateTowardZero)
+{
+    asio::io_context io;
+    pgcoro::test::fault_proxy proxy;
+    auto stats = std::make_shared<pgcoro::stats_collector>();
+    auto pcfg = small_pool(4);
+    pcfg.acquire_timeout = 2s;
+    pgcoro::pool pool(io.get_executor(), proxy.config(app("outage")), pcfg, stats);
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto op = [&]
+            {
+                return pool.run([](pgcoro::connection& c) { return c.query("SELECT 1"); });
+            };
+            for (int i = 0; i < 120; ++i)
+            {
+                auto r = co_await pgcoro::with_timeout(1s, op, stats.get());
+                EXPECT_TRUE(r.has_value()) << r.error();
+            }
+            EXPECT_DOUBLE_EQ(stats->snapshot().success_rate, 1.0);
+
+            proxy.stall(); // the database stops answering
+            int timed_out = 0;
+            for (int i = 0; i < 110; ++i)
+            {
+                auto r = co_await pgcoro::with_timeout(50ms, op, stats.get());
+                if (!r && r.error().is(errc::timeout))
+                    ++timed_out;
+            }
+            const auto m = stats->snapshot();
+            EXPECT_GE(timed_out, 100) << m.success_rate;
+            EXPECT_LE(m.success_rate, 0.1) << "outcomes in window " << m.window_outcomes;
+
+            // A health check's failed ping counts too.
+            pgcoro::health_options opts;
+            opts.metrics = stats.get();
+            opts.ping_timeout = 50ms;
+            opts.report_to = stats.get();
+            auto report = co_await pgcoro::check_health(pool, opts);
+            EXPECT_EQ(report.status, pgcoro::health_status::unhealthy);
+            EXPECT_NE(pgcoro::to_service_json(report).find("\"success_rate\":0"), std::string::npos)
+                << pgcoro::to_service_json(report);
+            proxy.heal();
+        }(),
+        60s);
 }
