@@ -79,6 +79,25 @@ TEST(Connect, SucceedsOverTcp)
         }());
 }
 
+// Issue 19: a URL's `options=-c statement_timeout=0` overrode the configured statement_timeout
+// at 15aed96 (libpq keeps the last `options`); pgcoro's own -c now comes last in one value.
+TEST(Connect, UrlOptionsCannotUndoTheConfiguredStatementTimeout)
+{
+    asio::io_context io;
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto cfg = test_server::get().tcp();
+            cfg.statement_timeout = std::chrono::milliseconds(1234);
+            cfg.extra = {{"options", "-c statement_timeout=0 -c search_path=public"}};
+            auto c = co_await pgcoro::open_connection(io.get_executor(), cfg);
+            PGCORO_CO_ASSERT(c.has_value());
+            auto r = co_await c->query("SHOW statement_timeout");
+            PGCORO_CO_ASSERT(r.has_value());
+            EXPECT_EQ(r->get<std::string>(0, 0).value(), "1234ms");
+        }());
+}
+
 TEST(Connect, SucceedsOverUnixSocket)
 {
     auto cfg = test_server::get().unix_socket();

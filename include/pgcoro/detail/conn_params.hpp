@@ -54,10 +54,21 @@ public:
         }
         // pgbouncer (transaction mode) rejects startup `options` with 08P01, and a session
         // SET would leak to other clients; there the client-side query_timeout is the tool.
-        if (!cfg.pgbouncer && cfg.statement_timeout.count() > 0)
-            add("options", "-c statement_timeout=" + std::to_string(cfg.statement_timeout.count()));
+        // One `options` value: the user's (URL `options=`), then pgcoro's own -c settings, so
+        // the server applies ours last and a URL's `-c statement_timeout=0` cannot undo the
+        // configured statement_timeout (libpq keeps only the last value of a repeated key).
+        std::string options;
         for (const auto& [k, v] : cfg.extra)
-            add(k, v);
+            if (k == "options")
+                options = v;
+        if (!cfg.pgbouncer && cfg.statement_timeout.count() > 0)
+            options += (options.empty() ? "" : " ") + std::string("-c statement_timeout=") +
+                       std::to_string(cfg.statement_timeout.count());
+        if (!options.empty())
+            add("options", options);
+        for (const auto& [k, v] : cfg.extra)
+            if (k != "options")
+                add(k, v);
         keys_.push_back(nullptr);
         values_.push_back(nullptr);
     }
