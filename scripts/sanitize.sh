@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds pgcoro's tests with a sanitizer and runs them against their own throwaway cluster.
-#   scripts/sanitize.sh asan   # ASan + UBSan (+ LeakSanitizer): every unit, integration, TLS
-#                              # and pgbouncer test
+#   scripts/sanitize.sh asan   # ASan + UBSan (+ LeakSanitizer): every unit, TLS and pgbouncer
+#                              # test, and the integration tests of the pool, connections,
+#                              # pipelines, the regression and stress tests and the misuse and
+#                              # terminate faults (the rest time the event loop or wait on
+#                              # faults, and add build time, not memory findings)
 #   scripts/sanitize.sh tsan   # ThreadSanitizer: the concurrency tests (multi-threaded pool
 #                              # stress, statements and pipelines whose cancel runs on the
 #                              # helper thread)
@@ -14,11 +17,13 @@ asan)
     flags="address,undefined"
     targets=(pgcoro_unit_tests pgcoro_pq_socket_portable_tests pgcoro_integration_tests pgcoro_tls_tests pgcoro_pgbouncer_tests)
     filter='^(unit|integration|cluster|tls|tls_cluster|pgbouncer)\.'
+    subset='/(pool|pipeline|connection|statement_cache|pool_stress|pool_regression|engine_regression|fault_misuse|fault_terminate)_test\.cpp$'
     ;;
 tsan)
     flags="thread"
     targets=(pgcoro_integration_tests)
     filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.|PoolStress\.|PoolRegression\.|EngineRegression\.)|cluster\.)'
+    subset='/(pool|pipeline|connection|pool_stress|pool_regression|engine_regression)_test\.cpp$'
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
     ;;
 *)
@@ -30,6 +35,7 @@ build=build-$kind
 . scripts/ccache.sh
 cmake -S . -B "$build" -G Ninja "${launcher[@]}" -DPGCORO_SANITIZE="$flags" \
     -DPGCORO_BUILD_EXAMPLES=OFF -DPGCORO_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE= \
+    "-DPGCORO_INTEGRATION_SUBSET=$subset" \
     "-DCMAKE_CXX_FLAGS=-O1 -g1" >/dev/null # -g1: line tables for the reports, faster builds
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
