@@ -20,9 +20,10 @@ echo "pkg-config --cflags --libs pgcoro: $flags"
 version=$(pkg-config --modversion pgcoro)
 echo "pkg-config --modversion pgcoro: $version"
 
-# C++20 travels with the flags; libpq is a Requires (its -I/usr/include/postgresql and -lpq
-# come through it); the include directory is the prefix's.
-[[ " $flags " == *" -std=c++20 "* ]] || fail "Cflags lack -std=c++20"
+# The standard is the consumer's (issue 22: a -std=c++20 in Cflags overrode a user's
+# -std=c++23); libpq is a Requires (its -I/usr/include/postgresql and -lpq come through it);
+# the include directory is the prefix's.
+[[ " $flags " != *" -std="* ]] || fail "Cflags set the language standard: $flags"
 pkg-config --print-requires pgcoro | grep -qx 'libpq' || fail "Requires lacks libpq"
 for f in $(pkg-config --cflags-only-I libpq) $(pkg-config --libs-only-l libpq); do
     [[ " $flags " == *" $f "* ]] || fail "libpq's $f is missing"
@@ -34,5 +35,5 @@ incdir=$(pkg-config --variable=includedir pgcoro)
 
 mkdir -p "$(dirname "$out")"
 # shellcheck disable=SC2086 # the flags are meant to be split
-$launcher "$cxx" "$src" -o "$out" $flags
+$launcher "$cxx" -std=c++20 "$src" -o "$out" $flags
 echo "built $out"
