@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro.hpp - everything pgcoro offers, in one include.
 #ifndef PGCORO_HPP
 #define PGCORO_HPP

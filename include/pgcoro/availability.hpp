@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/availability.hpp - "is the database there?": a ping retried with backoff.
 #ifndef PGCORO_AVAILABILITY_HPP
 #define PGCORO_AVAILABILITY_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/backoff.hpp - the backoff policy and the pure function that turns it into delays.
 #ifndef PGCORO_BACKOFF_HPP
 #define PGCORO_BACKOFF_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/check_health.hpp - a pool's health: a live ping combined with its metrics and gauges.
 #ifndef PGCORO_CHECK_HEALTH_HPP
 #define PGCORO_CHECK_HEALTH_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/circuit_breaker.hpp - failing fast while the database is known to be down.
 #ifndef PGCORO_CIRCUIT_BREAKER_HPP
 #define PGCORO_CIRCUIT_BREAKER_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/close_reason.hpp - why the pool closed a connection.
 #ifndef PGCORO_CLOSE_REASON_HPP
 #define PGCORO_CLOSE_REASON_HPP

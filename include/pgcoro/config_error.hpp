@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/config_error.hpp - every configuration problem found at start-up, printable, no secrets.
 #ifndef PGCORO_CONFIG_ERROR_HPP
 #define PGCORO_CONFIG_ERROR_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/connect_config.hpp - how to reach one PostgreSQL server (or a pgbouncer in front of it).
 #ifndef PGCORO_CONNECT_CONFIG_HPP
 #define PGCORO_CONNECT_CONFIG_HPP

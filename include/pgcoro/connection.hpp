@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/connection.hpp - one nonblocking libpq connection driven by an Asio executor.
 #ifndef PGCORO_CONNECTION_HPP
 #define PGCORO_CONNECTION_HPP

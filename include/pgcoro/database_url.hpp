@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/database_url.hpp - DATABASE_URL: postgres:// URIs and libpq key=value strings.
 #ifndef PGCORO_DATABASE_URL_HPP
 #define PGCORO_DATABASE_URL_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/error.hpp - the one error type of pgcoro, its codes, and the transient table.
 #ifndef PGCORO_ERROR_HPP
 #define PGCORO_ERROR_HPP

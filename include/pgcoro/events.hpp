@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/events.hpp - the plain structs a pool hands to its observer, one per transition.
 #ifndef PGCORO_EVENTS_HPP
 #define PGCORO_EVENTS_HPP

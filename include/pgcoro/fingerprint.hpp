@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/fingerprint.hpp - a statement's fingerprint: its SQL with every literal replaced.
 #ifndef PGCORO_FINGERPRINT_HPP
 #define PGCORO_FINGERPRINT_HPP

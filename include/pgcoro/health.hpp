@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/health.hpp - a health report and the pure rules that grade a pool from its metrics.
 #ifndef PGCORO_HEALTH_HPP
 #define PGCORO_HEALTH_HPP

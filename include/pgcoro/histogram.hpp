@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/histogram.hpp - a lock-free log-linear latency histogram and its mergeable snapshot.
 #ifndef PGCORO_HISTOGRAM_HPP
 #define PGCORO_HISTOGRAM_HPP

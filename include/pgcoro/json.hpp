@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/json.hpp - renders a health_report as JSON for a health endpoint.
 #ifndef PGCORO_JSON_HPP
 #define PGCORO_JSON_HPP

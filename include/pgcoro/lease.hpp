@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/lease.hpp - a pooled connection on loan: returned to its pool when the lease ends.
 #ifndef PGCORO_LEASE_HPP
 #define PGCORO_LEASE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/logging_observer.hpp - an observer that writes one log line per event to a sink.
 #ifndef PGCORO_LOGGING_OBSERVER_HPP
 #define PGCORO_LOGGING_OBSERVER_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/observe.hpp - connects retry() and circuit_breaker to an observer.
 #ifndef PGCORO_OBSERVE_HPP
 #define PGCORO_OBSERVE_HPP

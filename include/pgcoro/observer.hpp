@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/observer.hpp - the observer interface: one virtual hook per pool event, and a fan-out.
 #ifndef PGCORO_OBSERVER_HPP
 #define PGCORO_OBSERVER_HPP

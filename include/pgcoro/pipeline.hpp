@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/pipeline.hpp - opt-in pipelined mode: many coroutines share one connection's libpq
 // pipeline (PostgreSQL 14+ client library; any server that speaks protocol 3).
 #ifndef PGCORO_PIPELINE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/pool.hpp - the connection pool: `co_await pool.acquire()`.
 #ifndef PGCORO_POOL_HPP
 #define PGCORO_POOL_HPP

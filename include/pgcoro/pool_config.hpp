@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/pool_config.hpp - how many connections a pool keeps, and how long everything may take.
 #ifndef PGCORO_POOL_CONFIG_HPP
 #define PGCORO_POOL_CONFIG_HPP

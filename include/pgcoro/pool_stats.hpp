@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/pool_stats.hpp - a snapshot of a pool's gauges and totals.
 #ifndef PGCORO_POOL_STATS_HPP
 #define PGCORO_POOL_STATS_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/profile.hpp - per-environment presets: development, staging, production.
 #ifndef PGCORO_PROFILE_HPP
 #define PGCORO_PROFILE_HPP

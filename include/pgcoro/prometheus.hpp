@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/prometheus.hpp - renders a metrics_snapshot in the Prometheus text format 0.0.4.
 #ifndef PGCORO_PROMETHEUS_HPP
 #define PGCORO_PROMETHEUS_HPP

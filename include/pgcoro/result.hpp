@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/result.hpp - the rows a statement returned, with checked, typed field access.
 #ifndef PGCORO_RESULT_HPP
 #define PGCORO_RESULT_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/retry.hpp - retrying an operation on transient failures, with backoff and a budget.
 #ifndef PGCORO_RETRY_HPP
 #define PGCORO_RETRY_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/secret.hpp - a string that never prints (passwords).
 #ifndef PGCORO_SECRET_HPP
 #define PGCORO_SECRET_HPP

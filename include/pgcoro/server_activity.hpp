@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/server_activity.hpp - what the server sees: client connections from pg_stat_activity.
 #ifndef PGCORO_SERVER_ACTIVITY_HPP
 #define PGCORO_SERVER_ACTIVITY_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/settings.hpp - everything a program needs to open a pool, from code, env and URL.
 #ifndef PGCORO_SETTINGS_HPP
 #define PGCORO_SETTINGS_HPP

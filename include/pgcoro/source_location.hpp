@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/source_location.hpp - where a call was made (for leak reports and pool timeouts).
 #ifndef PGCORO_SOURCE_LOCATION_HPP
 #define PGCORO_SOURCE_LOCATION_HPP

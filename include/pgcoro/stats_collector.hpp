@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/stats_collector.hpp - an observer that keeps counters, histograms and a success rate.
 #ifndef PGCORO_STATS_COLLECTOR_HPP
 #define PGCORO_STATS_COLLECTOR_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/transaction.hpp - running a transaction body, re-running it whole on conflicts.
 #ifndef PGCORO_TRANSACTION_HPP
 #define PGCORO_TRANSACTION_HPP

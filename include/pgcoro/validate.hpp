@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/validate.hpp - constexpr checks of pool and connect settings (usable in static_assert).
 #ifndef PGCORO_VALIDATE_HPP
 #define PGCORO_VALIDATE_HPP

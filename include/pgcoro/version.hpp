@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/version.hpp - the library version as macros, for #if checks and log lines.
 //
 // Kept by hand, equal to `project(pgcoro VERSION ...)` in CMakeLists.txt; the tests

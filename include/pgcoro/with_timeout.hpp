@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/with_timeout.hpp - an operation raced against a timer.
 #ifndef PGCORO_WITH_TIMEOUT_HPP
 #define PGCORO_WITH_TIMEOUT_HPP

@@ -30,9 +30,15 @@ foreach(h ${headers})
     if(NOT EXISTS ${prefix}/include/${h})
         message(FATAL_ERROR "not installed: include/${h}")
     endif()
+    # Each header says its license on its first line (a file copied out of the tree keeps it).
+    file(STRINGS ${prefix}/include/${h} first LIMIT_COUNT 1)
+    if(NOT first STREQUAL "// SPDX-License-Identifier: BSL-1.0")
+        message(FATAL_ERROR "include/${h}: no SPDX-License-Identifier line first")
+    endif()
 endforeach()
 foreach(f share/cmake/pgcoro/pgcoroConfig.cmake share/cmake/pgcoro/pgcoroConfigVersion.cmake
-          share/cmake/pgcoro/pgcoroTargets.cmake share/pkgconfig/pgcoro.pc)
+          share/cmake/pgcoro/pgcoroTargets.cmake share/pkgconfig/pgcoro.pc
+          share/licenses/pgcoro/LICENSE)
     if(NOT EXISTS ${prefix}/${f})
         message(FATAL_ERROR "not installed: ${f}")
     endif()

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/blocking_calls.hpp - the few calls that must block (getaddrinfo, PG 15's
 // PQcancel), run on a small set of helper threads and awaited with a deadline.
 #ifndef PGCORO_DETAIL_BLOCKING_CALLS_HPP

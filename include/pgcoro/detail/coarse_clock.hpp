@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/coarse_clock.hpp - steady_clock's time at the last kernel tick, for cheap stamps.
 #ifndef PGCORO_DETAIL_COARSE_CLOCK_HPP
 #define PGCORO_DETAIL_COARSE_CLOCK_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/config_env.hpp - helpers of settings_from_env(): where each value came from,
 // secret files, and turning validate()'s issues into config_errors.
 #ifndef PGCORO_DETAIL_CONFIG_ENV_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/config_parse.hpp - text to typed values for env vars and URL parameters.
 #ifndef PGCORO_DETAIL_CONFIG_PARSE_HPP
 #define PGCORO_DETAIL_CONFIG_PARSE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/config_table.hpp - the one table of settings: field, env var, URL parameter,
 // kind and unit. The env reader, the URL parser, the docs and the tests all walk it.
 #ifndef PGCORO_DETAIL_CONFIG_TABLE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/conn_params.hpp - connect_config to libpq keyword/value arrays.
 #ifndef PGCORO_DETAIL_CONN_PARAMS_HPP
 #define PGCORO_DETAIL_CONN_PARAMS_HPP

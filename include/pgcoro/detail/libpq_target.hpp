@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/libpq_target.hpp - where libpq will really connect for a connect_config, for
 // the production TLS rule: pgcoro's own keys, then `extra` (the connection passes it last, so
 // it wins), then a service file and the PG* environment variables libpq reads for whatever

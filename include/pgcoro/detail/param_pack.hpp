@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/param_pack.hpp - a parameter pack encoded for PQsendQueryParams.
 #ifndef PGCORO_DETAIL_PARAM_PACK_HPP
 #define PGCORO_DETAIL_PARAM_PACK_HPP

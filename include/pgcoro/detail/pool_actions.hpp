@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_actions.hpp - what the pool's state machine tells its driver to do.
 #ifndef PGCORO_DETAIL_POOL_ACTIONS_HPP
 #define PGCORO_DETAIL_POOL_ACTIONS_HPP

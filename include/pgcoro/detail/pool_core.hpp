@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_core.hpp - the pool's acquire and release paths, warmup, close and
 // run-time reconfiguration, over pool_upkeep (the strand's work) and pool_machine (the state).
 #ifndef PGCORO_DETAIL_POOL_CORE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_counters.hpp - the pool's gauges and totals: written under the pool's
 // lock, read from any thread.
 #ifndef PGCORO_DETAIL_POOL_COUNTERS_HPP

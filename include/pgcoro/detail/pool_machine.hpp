@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_machine.hpp - the pool's state and every transition on it, as plain
 // functions of (state, event, now): no I/O, no executor, no lock, no clock of its own.
 #ifndef PGCORO_DETAIL_POOL_MACHINE_HPP

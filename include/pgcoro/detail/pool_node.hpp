@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_node.hpp - one pooled connection: the bookkeeping the pool's state
 // machine keeps (node_rec) and the connection the driver runs (pool_node).
 #ifndef PGCORO_DETAIL_POOL_NODE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_policy.hpp - the pool's decisions as pure functions of (config, counts, now).
 #ifndef PGCORO_DETAIL_POOL_POLICY_HPP
 #define PGCORO_DETAIL_POOL_POLICY_HPP

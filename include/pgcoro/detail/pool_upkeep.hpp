@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pool_upkeep.hpp - the pool driver's half that runs on its strand: applies the
 // state machine's actions (connects, pings, rollbacks, settles, closes, leak reports, the
 // refill timer) and runs the sweep. pool_core adds the acquire and release paths.

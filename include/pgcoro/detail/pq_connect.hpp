@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_connect.hpp - opening one libpq connection without blocking the event loop:
 // name lookups on the blocking-call helpers, the handshake driven by PQconnectPoll.
 #ifndef PGCORO_DETAIL_PQ_CONNECT_HPP

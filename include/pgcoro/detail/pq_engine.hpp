@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_engine.hpp - the one I/O driver of a libpq session: connect, the statement
 // loop of an exclusive (one caller at a time) connection, cancel requests, and settling what an
 // abandoned statement left. The shared (pipelined) front end drives the same engine

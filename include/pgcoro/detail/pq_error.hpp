@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_error.hpp - turning libpq's error reports into pgcoro::error.
 #ifndef PGCORO_DETAIL_PQ_ERROR_HPP
 #define PGCORO_DETAIL_PQ_ERROR_HPP

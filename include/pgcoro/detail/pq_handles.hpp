@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_handles.hpp - owning handles for libpq's C objects.
 #ifndef PGCORO_DETAIL_PQ_HANDLES_HPP
 #define PGCORO_DETAIL_PQ_HANDLES_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_io.hpp - the waits of one libpq connection: socket readiness bounded by a
 // deadline and by the caller's cancellation, as one operation.
 #ifndef PGCORO_DETAIL_PQ_IO_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_queue.hpp - libpq's command queue, mirrored: which statement each result
 // belongs to, which waiter (if any) gets it, and which abandoned statement needs a cancel.
 #ifndef PGCORO_DETAIL_PQ_QUEUE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_session.hpp - the one libpq session behind every connection front end:
 // what libpq and PostgreSQL make us track, with no I/O and no waiting of its own.
 #ifndef PGCORO_DETAIL_PQ_SESSION_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_shared.hpp - the shared front end's driver: many coroutines' statements on one
 // pq_engine in pipeline mode, one reader matching results to callers, batched Syncs, and the
 // cancel round of statements whose callers left.

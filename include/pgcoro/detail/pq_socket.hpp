@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/pq_socket.hpp - readiness waits on our dup of libpq's socket, plus the one wait
 // Asio's stream_descriptor lacks: "wait for the response to a request just sent" without the
 // epoll_ctl() system call every stream_descriptor::async_wait() makes.

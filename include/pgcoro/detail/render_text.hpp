@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/render_text.hpp - number, time and string formatting shared by the renderers.
 #ifndef PGCORO_DETAIL_RENDER_TEXT_HPP
 #define PGCORO_DETAIL_RENDER_TEXT_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/resilience_breaker.hpp - the circuit breaker's pure state machine.
 #ifndef PGCORO_DETAIL_RESILIENCE_BREAKER_HPP
 #define PGCORO_DETAIL_RESILIENCE_BREAKER_HPP

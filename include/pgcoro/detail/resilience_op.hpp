@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/resilience_op.hpp - what the resilience combinators share: the shape of an
 // operation, a cancellation check, a cancellable sleep.
 #ifndef PGCORO_DETAIL_RESILIENCE_OP_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/resilience_random.hpp - uniform samples for backoff jitter.
 #ifndef PGCORO_DETAIL_RESILIENCE_RANDOM_HPP
 #define PGCORO_DETAIL_RESILIENCE_RANDOM_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/secret_file.hpp - reading a password from a file (*_PASSWORD_FILE: Docker and
 // Kubernetes secrets) without hanging, and refusing what libpq would silently misuse.
 #ifndef PGCORO_DETAIL_SECRET_FILE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/spawn_on.hpp - run a coroutine on another executor (a strand) and await it,
 // forwarding the caller's cancellation without Boost 1.81's dangling-pointer race.
 #ifndef PGCORO_DETAIL_SPAWN_ON_HPP

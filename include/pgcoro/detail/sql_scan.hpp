@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/sql_scan.hpp - PostgreSQL's lexical rules, as far as pgcoro needs them:
 // skipping literals and comments, and finding a statement's $n placeholders.
 #ifndef PGCORO_DETAIL_SQL_SCAN_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/statement_cache.hpp - one connection's named prepared statements, LRU.
 #ifndef PGCORO_DETAIL_STATEMENT_CACHE_HPP
 #define PGCORO_DETAIL_STATEMENT_CACHE_HPP

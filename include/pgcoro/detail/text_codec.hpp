@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/text_codec.hpp - C++ values to and from PostgreSQL's text format.
 #ifndef PGCORO_DETAIL_TEXT_CODEC_HPP
 #define PGCORO_DETAIL_TEXT_CODEC_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/url_parse.hpp - splitting postgres:// URIs and key=value conninfo strings into
 // raw pieces, the way libpq's conninfo_uri_parse_options() and conninfo_parse() do.
 #ifndef PGCORO_DETAIL_URL_PARSE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/url_redact.hpp - which URL keys and values may be shown (in errors and by
 // redact_url()), and redact_url()'s two halves, URI and key=value.
 #ifndef PGCORO_DETAIL_URL_REDACT_HPP

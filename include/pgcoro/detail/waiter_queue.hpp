@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pgcoro/detail/waiter_queue.hpp - a waiting acquire() and the pool's FIFO queue of them.
 #ifndef PGCORO_DETAIL_WAITER_QUEUE_HPP
 #define PGCORO_DETAIL_WAITER_QUEUE_HPP
