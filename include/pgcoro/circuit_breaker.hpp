@@ -103,6 +103,10 @@ public:
                                std::to_string(std::max<long long>(0, wait.count())) + " ms");
         }
 
+        // Gives the probe slot back if this frame is destroyed while `op` runs (its io_context
+        // destroyed, its parent frame gone): otherwise the half-open breaker would admit no
+        // probe ever again.
+        admitted_call admitted{*this, a.generation};
         const auto start = clock_.now();
         std::exception_ptr thrown;
         std::optional<expected<detail::operation_value_t<Op>>> r;
@@ -119,6 +123,7 @@ public:
         {
             std::lock_guard lock(mutex_);
             change = machine_.complete(cfg_, a.generation, outcome, clock_.now());
+            admitted.completed = true;
         }
         notify(change);
         if (thrown)
@@ -127,6 +132,28 @@ public:
     }
 
 private:
+    // An admitted call that has not completed; its destructor completes it as `ignored`.
+    struct admitted_call
+    {
+        basic_circuit_breaker& b;
+        std::uint64_t generation;
+        bool completed = false;
+        ~admitted_call()
+        {
+            if (completed)
+                return;
+            try
+            {
+                std::lock_guard lock(b.mutex_);
+                (void)b.machine_.complete(b.cfg_, generation, detail::call_outcome::ignored,
+                                          b.clock_.now());
+            }
+            catch (...)
+            {
+            }
+        }
+    };
+
     template <class R>
     detail::call_outcome classify(const R& r, typename Clock::duration elapsed) const
     {

@@ -6,6 +6,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <gtest/gtest.h>
 
@@ -337,6 +339,40 @@ TEST(Breaker, ExceptionGivesBackTheProbeSlot)
     EXPECT_TRUE(ex);
     EXPECT_EQ(f.b.state(), s_half_open);
     EXPECT_TRUE(f.succeed_once().has_value()); // the slot was freed for this probe
+    EXPECT_EQ(f.b.state(), s_closed);
+}
+
+// Issue 18, finding 8: the half-open probe slot was never given back when the frame running
+// run() was destroyed mid-call (15aed96: the breaker then rejected every call forever).
+TEST(Breaker, AProbeWhoseFrameIsDestroyedGivesBackItsSlot)
+{
+    fixture f(consecutive(1));
+    f.fail_once();
+    f.now += 10s;
+    {
+        asio::io_context io;
+        bool started = false;
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void>
+            {
+                (void)co_await f.b.run(
+                    [&]() -> asio::awaitable<expected<int>>
+                    {
+                        started = true;
+                        asio::steady_timer t(co_await asio::this_coro::executor, 1h);
+                        co_await t.async_wait(asio::use_awaitable);
+                        co_return 0;
+                    });
+            },
+            asio::detached);
+        io.run_one(); // the probe starts and suspends
+        io.poll();
+        ASSERT_TRUE(started);
+        EXPECT_EQ(f.b.state(), s_half_open);
+        EXPECT_FALSE(f.succeed_once().has_value()) << "the only probe slot is taken";
+    } // io_context destroyed: the probe's frame with it
+    EXPECT_TRUE(f.succeed_once().has_value()) << "the slot came back";
     EXPECT_EQ(f.b.state(), s_closed);
 }
 
