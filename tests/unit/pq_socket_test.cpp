@@ -1,6 +1,6 @@
 // pq_socket: readiness waits on a dup'ed descriptor, against a socketpair (no server needed).
-// Built twice: as is (the reactor-level path on Boost 1.81 + epoll) and with
-// PGCORO_NO_EDGE_WAIT (the stream_descriptor path), so both keep the same behaviour.
+// Run twice: as is (the reactor-level path on Boost 1.81 + epoll) and with the environment
+// variable PGCORO_NO_EDGE_WAIT=1 (the stream_descriptor path), so both keep the same behaviour.
 #include <pgcoro/detail/pq_socket.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -192,6 +192,29 @@ TEST_F(PqSocket, CloseEndsPendingWaitsAndLaterWaitsFail)
     ASSERT_TRUE(late && late_response);
     EXPECT_TRUE(*late);
     EXPECT_TRUE(*late_response);
+}
+
+// Issue 18, finding 8: PGCORO_NO_EDGE_WAIT was a macro that changed pq_socket's layout, so
+// translation units built with and without it broke the ODR. The path is now chosen at run
+// time, per socket, and the class is the same everywhere.
+TEST(PqSocketPath, IsARuntimeChoice)
+{
+    boost::asio::io_context io;
+    auto& flag = pgcoro::detail::edge_wait_enabled();
+    const bool before = flag.load();
+    const char* env = std::getenv("PGCORO_NO_EDGE_WAIT");
+    EXPECT_EQ(before, !(env && std::string(env) == "1"));
+    flag = false;
+    {
+        pgcoro::detail::pq_socket s(io.get_executor());
+        EXPECT_FALSE(s.edge());
+    }
+    flag = true;
+    {
+        pgcoro::detail::pq_socket s(io.get_executor());
+        EXPECT_EQ(s.edge(), PGCORO_DETAIL_EDGE_WAIT == 1);
+    }
+    flag = before;
 }
 
 #if PGCORO_DETAIL_EDGE_WAIT

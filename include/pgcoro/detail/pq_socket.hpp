@@ -22,10 +22,11 @@
 // The reactor-level path is written against Boost 1.81's epoll_reactor interface (its public
 // start_op/cancel_ops/register_descriptor members and its per-descriptor "try speculative"
 // flag); other versions and reactors use the stream_descriptor path, which is correct everywhere
-// and costs one epoll_ctl() per wait. Define PGCORO_NO_EDGE_WAIT to force the portable path.
-#if !defined(PGCORO_NO_EDGE_WAIT) && defined(BOOST_ASIO_HAS_EPOLL) &&                              \
-    !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && BOOST_VERSION >= 108100 &&                     \
-    BOOST_VERSION < 108200
+// and costs one epoll_ctl() per wait. Which one a socket takes is decided at run time
+// (edge_wait_enabled(): the environment variable PGCORO_NO_EDGE_WAIT=1 forces the portable
+// path), never by a macro, so every translation unit sees the same class.
+#if defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) &&               \
+    BOOST_VERSION >= 108100 && BOOST_VERSION < 108200
 #define PGCORO_DETAIL_EDGE_WAIT 1
 #include <boost/asio/detail/bind_handler.hpp>
 #include <boost/asio/detail/fenced_block.hpp>
@@ -39,10 +40,26 @@
 #define PGCORO_DETAIL_EDGE_WAIT 0
 #endif
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 namespace pgcoro::detail
 {
 
 namespace asio = boost::asio;
+
+// Whether sockets created from now on use the edge-triggered response wait (where this Boost
+// has it). On unless the environment says PGCORO_NO_EDGE_WAIT=1 (read once); tests switch it.
+inline std::atomic<bool>& edge_wait_enabled() noexcept
+{
+    static std::atomic<bool> on = []
+    {
+        const char* v = std::getenv("PGCORO_NO_EDGE_WAIT");
+        return !(v && std::strcmp(v, "1") == 0);
+    }();
+    return on;
+}
 
 #if PGCORO_DETAIL_EDGE_WAIT
 
@@ -99,19 +116,15 @@ public:
     static constexpr wait_type wait_read = asio::posix::descriptor_base::wait_read;
     static constexpr wait_type wait_write = asio::posix::descriptor_base::wait_write;
 
-    explicit pq_socket(const executor_type& ex)
-        : ex_(ex)
-#if PGCORO_DETAIL_EDGE_WAIT
-          ,
-          reactor_(
-              &asio::use_service<asio::detail::reactor>(asio::query(ex, asio::execution::context)))
-#else
-          ,
-          sd_(ex)
-#endif
+    explicit pq_socket(const executor_type& ex) : ex_(ex), sd_(ex)
     {
 #if PGCORO_DETAIL_EDGE_WAIT
-        reactor_->init_task(); // as Asio's reactive services do: the scheduler runs the reactor
+        if (edge_wait_enabled().load(std::memory_order_relaxed))
+        {
+            reactor_ = &asio::use_service<asio::detail::reactor>(
+                asio::query(ex, asio::execution::context));
+            reactor_->init_task(); // as Asio's reactive services do: the scheduler runs it
+        }
 #endif
     }
     pq_socket(const pq_socket&) = delete;
@@ -120,6 +133,16 @@ public:
     {
         boost::system::error_code ignored;
         close(ignored);
+    }
+
+    /// Whether this socket uses the edge-triggered response wait.
+    bool edge() const noexcept
+    {
+#if PGCORO_DETAIL_EDGE_WAIT
+        return reactor_ != nullptr;
+#else
+        return false;
+#endif
     }
 
     const executor_type& get_executor() const noexcept
@@ -131,30 +154,33 @@ public:
     void assign(int fd, boost::system::error_code& ec)
     {
 #if PGCORO_DETAIL_EDGE_WAIT
-        if (fd_ >= 0)
+        if (reactor_)
         {
-            ec = asio::error::already_open;
+            if (fd_ >= 0)
+            {
+                ec = asio::error::already_open;
+                return;
+            }
+            if (int err = reactor_->register_descriptor(fd, data_))
+            {
+                ec.assign(err, boost::system::system_category());
+                return;
+            }
+            fd_ = fd;
+            ec = {};
             return;
         }
-        if (int err = reactor_->register_descriptor(fd, data_))
-        {
-            ec.assign(err, boost::system::system_category());
-            return;
-        }
-        fd_ = fd;
-        ec = {};
-#else
-        sd_.assign(fd, ec);
 #endif
+        sd_.assign(fd, ec);
     }
 
     bool is_open() const noexcept
     {
 #if PGCORO_DETAIL_EDGE_WAIT
-        return fd_ >= 0;
-#else
-        return sd_.is_open();
+        if (reactor_)
+            return fd_ >= 0;
 #endif
+        return sd_.is_open();
     }
 
     /// Ends the pending waits with operation_aborted and closes the descriptor.
@@ -162,30 +188,36 @@ public:
     {
         ec = {};
 #if PGCORO_DETAIL_EDGE_WAIT
-        if (fd_ < 0)
+        if (reactor_)
+        {
+            if (fd_ < 0)
+                return;
+            // closing = false: the fd is a dup, so close() would not take the file out of the
+            // epoll set while libpq's own fd keeps it open; the reactor must remove it itself.
+            reactor_->deregister_descriptor(fd_, data_, false);
+            if (::close(fd_) != 0)
+                ec.assign(errno, boost::system::system_category());
+            fd_ = -1;
+            reactor_->cleanup_descriptor_data(data_);
             return;
-        // closing = false: the fd is a dup, so close() would not take the file out of the epoll
-        // set while libpq's own fd keeps it open; the reactor must remove it explicitly.
-        reactor_->deregister_descriptor(fd_, data_, false);
-        if (::close(fd_) != 0)
-            ec.assign(errno, boost::system::system_category());
-        fd_ = -1;
-        reactor_->cleanup_descriptor_data(data_);
-#else
-        sd_.close(ec);
+        }
 #endif
+        sd_.close(ec);
     }
 
     /// Ends the pending waits with operation_aborted.
     void cancel() noexcept
     {
 #if PGCORO_DETAIL_EDGE_WAIT
-        if (fd_ >= 0)
-            reactor_->cancel_ops(fd_, data_);
-#else
+        if (reactor_)
+        {
+            if (fd_ >= 0)
+                reactor_->cancel_ops(fd_, data_);
+            return;
+        }
+#endif
         boost::system::error_code ignored;
         sd_.cancel(ignored);
-#endif
     }
 
     /// Waits until the socket is readable (wait_read) or writable (wait_write), like
@@ -246,6 +278,11 @@ private:
         void operator()(Handler&& handler, wait_type w, bool edge) const
         {
 #if PGCORO_DETAIL_EDGE_WAIT
+            if (!self->reactor_)
+            {
+                self->sd_.async_wait(w, std::forward<Handler>(handler));
+                return;
+            }
             using h_type = std::decay_t<Handler>;
             using op = pq_wait_op<h_type, executor_type>;
             h_type& h = handler;
@@ -270,12 +307,11 @@ private:
     };
 
     executor_type ex_;
+    asio::posix::stream_descriptor sd_; // the portable path
 #if PGCORO_DETAIL_EDGE_WAIT
-    reactor* reactor_;
+    reactor* reactor_ = nullptr; // the edge path, when enabled at construction
     int fd_ = -1;
     reactor::per_descriptor_data data_ = nullptr;
-#else
-    asio::posix::stream_descriptor sd_;
 #endif
 };
 
