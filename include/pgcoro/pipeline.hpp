@@ -150,7 +150,7 @@ public:
     void close() noexcept
     {
         if (st_)
-            st_->close(error(errc::connection_lost, "pipelined connection closed"));
+            st_->close(detail::pq_shared::lost("pipelined connection closed"));
     }
     /// True until the connection is closed or lost.
     bool is_open() const noexcept { return st_ && st_->is_open(); }

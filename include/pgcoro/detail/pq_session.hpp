@@ -72,11 +72,25 @@ public:
     {
         for (auto& s : slots_)
             if (s.op)
-                deliver(s, tl::unexpected(why));
+                deliver(s, copy_or_bare(why));
         clear_queue();
         unsynced_ = 0;
         conn_.reset();
         cache_.forget_all();
+    }
+
+    // `e` as a failed outcome; when copying its message cannot allocate, `e`'s code alone (a
+    // noexcept path must not end the program over a message).
+    static expected<result> copy_or_bare(const error& e) noexcept
+    {
+        try
+        {
+            return tl::unexpected(e);
+        }
+        catch (...)
+        {
+            return tl::unexpected(error(e.value(), std::string()));
+        }
     }
 
     // In pipeline mode while statements are queued; an exclusive session leaves it when idle.

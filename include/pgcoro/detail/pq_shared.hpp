@@ -61,7 +61,21 @@ public:
     }
     pq_shared(const pq_shared&) = delete;
     pq_shared& operator=(const pq_shared&) = delete;
-    ~pq_shared() { close(error(errc::connection_lost, "pipelined connection destroyed")); }
+    ~pq_shared() { close(lost("pipelined connection destroyed")); }
+
+    // connection_lost with `msg`, or without it when the message cannot be allocated: the
+    // noexcept paths that close never end the program.
+    static error lost(const char* msg) noexcept
+    {
+        try
+        {
+            return error(errc::connection_lost, msg);
+        }
+        catch (...)
+        {
+            return error(errc::connection_lost, std::string());
+        }
+    }
 
     // Switches the (idle, open) engine to shared mode and starts reading results.
     expected<void> start()
@@ -212,7 +226,7 @@ private:
         {
             open_ = false;
             watch_.cancel();
-            e_->close(error(errc::connection_lost, "connection lost"));
+            e_->close(lost("connection lost"));
             return;
         }
         review();
@@ -233,19 +247,27 @@ private:
         case pq_session::review_result::nothing:
             return;
         case pq_session::review_result::give_up:
-            close(error(errc::connection_lost,
-                        "an abandoned statement did not stop within cancel_timeout after a "
-                        "cancel request; pipelined connection closed"));
+            close(lost("an abandoned statement did not stop within cancel_timeout after a "
+                       "cancel request; pipelined connection closed"));
             return;
         case pq_session::review_result::send_cancel:
-            if (!e_->send_cancel())
+        {
+            bool sent = false;
+            try
             {
-                close(error(errc::connection_lost, "could not send a cancel request; "
-                                                   "pipelined connection closed"));
+                sent = e_->send_cancel(); // allocates the request's shared state
+            }
+            catch (...)
+            {
+            }
+            if (!sent)
+            {
+                close(lost("could not send a cancel request; pipelined connection closed"));
                 return;
             }
             watch_cancel_request();
             break;
+        }
         case pq_session::review_result::wait:
             break;
         }
