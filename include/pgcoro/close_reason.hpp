@@ -13,7 +13,8 @@ namespace pgcoro
 enum class close_reason
 {
     idle_timeout,      ///< idle longer than pool_config::idle_timeout
-    lifetime,          ///< older than pool_config::max_lifetime (with jitter)
+    lifetime,          ///< older than pool_config::max_lifetime (with jitter), or retired on return
+                       ///< after sending a statement over 16 MiB (libpq keeps that buffer)
     broken,            ///< the connection broke, or was returned mid-statement
     validation_failed, ///< a validation ping on borrow failed
     shutdown,          ///< close() or the pool's destruction

@@ -141,6 +141,13 @@ public:
     /// True when no timed-out or cancelled statement is left to finish: the next operation
     /// starts at once (else it first finishes that one: see query()).
     bool settled() const noexcept { return !e_ || e_->settled(); }
+    /// The largest statement (SQL text plus parameters, in bytes) this connection has sent.
+    /// libpq keeps an output buffer that large until the connection closes, so a pool closes
+    /// a connection past pool_max_retained_bytes when it is returned.
+    std::size_t largest_statement_bytes() const noexcept
+    {
+        return e_ ? e_->largest_statement_bytes() : 0;
+    }
     /// Finishes what a timed-out or cancelled statement left (its cancel request, its
     /// results) within `budget`; else closes the connection and fails (`connection_lost`,
     /// `timeout`). Pools call it before they reuse a returned connection.

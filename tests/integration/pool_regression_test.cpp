@@ -352,3 +352,44 @@ TEST(PoolRegression, CloseDoesNotWaitForAConnectStuckInNameResolution)
         30s);
     pgcoro::detail::resolve_override = nullptr;
 }
+
+// Finding 11 (pool side): a connection that sent a 64 MiB parameter kept libpq's 64 MiB output
+// buffer (and pgcoro's own copy) for as long as the pool kept it (RSS 201 MiB at 15aed96). A
+// connection past 16 MiB is now closed when returned and replaced; smaller ones are reused.
+// benchmarks/param_lag_bench.cpp shows the loop lag and RSS. Failed on a578b74 (reused).
+TEST(PoolRegression, AConnectionThatSentAHugeStatementIsClosedOnReturn)
+{
+    asio::io_context io;
+    pgcoro::pool pool(io.get_executor(), test_server::get().tcp(), sized(1));
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            int pid = 0;
+            {
+                auto l = co_await pool.acquire();
+                PGCORO_CO_ASSERT(l.has_value());
+                pid = (*l)->backend_pid();
+                auto r = co_await (*l)->query("SELECT length($1)", std::string(1 << 20, 'x'));
+                PGCORO_CO_ASSERT(r.has_value());
+                EXPECT_EQ(r->get<int>(0, 0).value(), 1 << 20);
+            }
+            {
+                auto l = co_await pool.acquire();
+                PGCORO_CO_ASSERT(l.has_value());
+                EXPECT_EQ((*l)->backend_pid(), pid) << "1 MiB: reused";
+                const char* none = nullptr; // a null C string is SQL NULL, not a crash
+                auto n = co_await (*l)->query("SELECT $1::text IS NULL", none);
+                PGCORO_CO_ASSERT(n.has_value());
+                EXPECT_TRUE(n->get<bool>(0, 0).value());
+                auto r = co_await (*l)->query("SELECT length($1)", std::string(17 << 20, 'x'));
+                PGCORO_CO_ASSERT(r.has_value());
+                EXPECT_GE((*l)->largest_statement_bytes(), std::size_t{17 << 20});
+            }
+            auto l = co_await pool.acquire();
+            PGCORO_CO_ASSERT(l.has_value());
+            EXPECT_NE((*l)->backend_pid(), pid) << "17 MiB: closed on return and replaced";
+            EXPECT_EQ(pool.stats().closed_lifetime, 1u) << pool.stats();
+        }(),
+        30s);
+}

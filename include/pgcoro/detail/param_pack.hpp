@@ -11,26 +11,55 @@
 
 #include <array>
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace pgcoro::detail
 {
 
 // The arrays PQsendQueryParams takes for N parameters (one spare element so N = 0 still gives
-// valid pointers). `values` point into the buffer encode_params() filled: valid until that
-// buffer changes.
+// valid pointers). `values` point into the buffer encode_params() filled or into the caller's
+// own strings: valid until either changes. `bytes`: the parameters' total size.
 template <std::size_t N>
 struct encoded_params
 {
     std::array<Oid, N + 1> types{};
     std::array<const char*, N + 1> values{};
+    std::size_t bytes = 0;
     static constexpr int count() noexcept { return static_cast<int>(N); }
 };
 
-// Encodes `params` as text into `buf` (cleared first; one reusable buffer, so no allocation
-// once it has grown) and returns the type and value arrays for PQsendQueryParams.
+// A text parameter libpq can read where it is: a std::string (NUL-terminated by the standard)
+// or a C string, so a large value is not copied before libpq copies it into its output buffer.
+// nullptr for every other type (encoded into the buffer). A null `const char*` is SQL NULL.
+template <class T>
+const char* in_place_text(const T& v, std::size_t& size) noexcept
+{
+    if constexpr (std::same_as<T, std::string>)
+    {
+        size = v.size();
+        return v.c_str();
+    }
+    else if constexpr (std::same_as<std::decay_t<T>, const char*> ||
+                       std::same_as<std::decay_t<T>, char*>)
+    {
+        size = v ? std::char_traits<char>::length(v) : 0;
+        return v;
+    }
+    else
+    {
+        (void)v;
+        (void)size;
+        return nullptr;
+    }
+}
+
+// Encodes `params` for PQsendQueryParams: std::string and C-string parameters are passed where
+// they are (no copy); the others are encoded as text into `buf` (cleared first; one reusable
+// buffer, so no allocation once it has grown). A null `const char*` is sent as NULL.
 // Errors: invalid_argument (embedded NUL, unsigned value past bigint).
 template <class... Params>
 expected<encoded_params<sizeof...(Params)>> encode_params(std::string& buf, const Params&... params)
@@ -39,6 +68,7 @@ expected<encoded_params<sizeof...(Params)>> encode_params(std::string& buf, cons
     encoded_params<n> out;
     std::array<std::size_t, n + 1> offsets{};
     std::array<bool, n + 1> nulls{};
+    std::array<const char*, n + 1> in_place{};
     buf.clear();
     std::optional<error> bad;
     [[maybe_unused]] std::size_t i = 0;
@@ -47,6 +77,23 @@ expected<encoded_params<sizeof...(Params)>> encode_params(std::string& buf, cons
         {
             if (bad)
                 return;
+            std::size_t size = 0;
+            if constexpr (std::is_pointer_v<std::decay_t<decltype(p)>>)
+                if (!p) // a null C string: SQL NULL, never dereferenced
+                {
+                    nulls[i++] = true;
+                    return;
+                }
+            if (const char* s = in_place_text(p, size))
+            {
+                if (std::memchr(s, '\0', size) != nullptr)
+                    bad = error(errc::invalid_argument,
+                                "text parameter contains an embedded NUL byte");
+                in_place[i] = s;
+                out.bytes += size;
+                ++i;
+                return;
+            }
             offsets[i] = buf.size();
             auto e = encode_param(p, buf);
             if (!e)
@@ -61,9 +108,10 @@ expected<encoded_params<sizeof...(Params)>> encode_params(std::string& buf, cons
         ...);
     if (bad)
         return tl::unexpected(std::move(*bad));
+    out.bytes += buf.size();
     // Pointers only now: `buf` may have moved while it grew.
     for (std::size_t k = 0; k < n; ++k)
-        out.values[k] = nulls[k] ? nullptr : buf.data() + offsets[k];
+        out.values[k] = nulls[k] ? nullptr : in_place[k] ? in_place[k] : buf.data() + offsets[k];
     return out;
 }
 

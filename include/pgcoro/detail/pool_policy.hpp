@@ -47,6 +47,11 @@ constexpr std::string_view to_string(node_state s) noexcept
 // Why a connection left the pool (public: observers see it too); each has its own counter.
 using pgcoro::close_reason;
 
+// A pooled connection that sent a statement larger than this (bytes) is closed when it is
+// returned, not kept: libpq keeps an output buffer as large as its largest statement for the
+// connection's life (a 64 MiB parameter would otherwise pin 64 MiB per pooled connection).
+inline constexpr std::size_t pool_max_retained_bytes = 16 * 1024 * 1024;
+
 // The gauges the decisions read.
 struct pool_counts
 {

@@ -114,6 +114,8 @@ protected:
     {
         if (broken || !n.conn.is_open())
             return conn_condition::broken;
+        if (n.conn.largest_statement_bytes() > pool_max_retained_bytes)
+            return conn_condition::oversized;
         if (!n.conn.settled())
             return conn_condition::unsettled;
         switch (n.conn.transaction_status())

@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -85,6 +86,9 @@ public:
     std::size_t prepared_statements() const noexcept { return session_.cache().size(); }
     // Nothing left by an abandoned statement: the next statement starts at once.
     bool settled() const noexcept { return session_.idle() && !cancel_; }
+    // The largest statement (text + parameters) sent since the connection opened: libpq keeps
+    // an output buffer that large for the connection's life.
+    std::size_t largest_statement_bytes() const noexcept { return largest_statement_; }
     void set_notice_handler(std::function<void(const notice&)> h) { on_notice_ = std::move(h); }
     void set_observer(observer* o, std::chrono::milliseconds slow_threshold) noexcept
     {
@@ -267,9 +271,17 @@ public:
         if (!enc)
             return tl::unexpected(std::move(enc.error()));
         sql_.assign(sql);
+        largest_statement_ = std::max(largest_statement_, sql.size() + enc->bytes);
         const statement_params p{enc->types.data(), enc->values.data(), nullptr, nullptr,
                                  enc->count()};
-        return session_.submit(op, alone, sql_.c_str(), sql, p, statements_per_sync_);
+        auto r = session_.submit(op, alone, sql_.c_str(), sql, p, statements_per_sync_);
+        // libpq has copied both: pgcoro's own buffers never stay large.
+        constexpr std::size_t keep = 64 * 1024;
+        if (params_.capacity() > keep)
+            std::string().swap(params_);
+        if (sql_.capacity() > keep)
+            std::string().swap(sql_);
+        return r;
     }
     void set_statements_per_sync(std::size_t n) noexcept { statements_per_sync_ = n ? n : 1; }
     void set_cancel_timeout(std::chrono::milliseconds t) noexcept
@@ -505,6 +517,7 @@ private:
     std::chrono::milliseconds slow_threshold_{0}; // on_slow_query from here on; 0 = off
     std::string params_;                          // encoded parameters, reused
     std::string sql_;                             // NUL-terminated statement text, reused
+    std::size_t largest_statement_ = 0;           // see largest_statement_bytes()
     bool busy_ = false;
 };
 
