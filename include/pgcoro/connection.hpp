@@ -110,6 +110,10 @@ public:
     /// Lifetime: parameters are copied into the operation (so `return c.query(sql, x + 1);`
     ///   from a lambda is safe), except views: `sql` and std::string_view / const char*
     ///   parameters must stay valid until the operation completes (string literals always do).
+    ///   A std::string or C-string parameter goes to libpq where it is (no pgcoro copy; move a
+    ///   large std::string in, or it is copied into the operation); libpq still copies it once
+    ///   into its output buffer on the calling thread (~1 ms per MiB): use COPY for bulk data.
+    ///   A null `const char*` is sent as NULL.
     ///   Closing or destroying the connection meanwhile ends it with `connection_lost`.
     template <class... Params>
     requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
