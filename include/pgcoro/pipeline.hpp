@@ -11,10 +11,15 @@
 #include <pgcoro/result.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -218,6 +223,8 @@ struct pipeline_group_state : std::enable_shared_from_this<pipeline_group_state>
     std::vector<std::chrono::steady_clock::time_point> retry_after;
     std::size_t next = 0;
     bool closed = false;
+    bool supervised = false;                         // supervise() runs
+    boost::asio::steady_timer* supervisor = nullptr; // its timer while it waits
 
     static boost::asio::awaitable<expected<void>>
     open_member(std::shared_ptr<pipeline_group_state> st, std::size_t i)
@@ -258,16 +265,61 @@ struct pipeline_group_state : std::enable_shared_from_this<pipeline_group_state>
                 }
                 continue;
             }
-            if (!closed && !connecting[i] && std::chrono::steady_clock::now() >= retry_after[i])
-            {
-                connecting[i] = 1; // before the spawn: pick() must not start a second one
-                boost::asio::co_spawn(ex, open_member(shared_from_this(), i),
-                                      boost::asio::detached);
-            }
+            reopen_if_due(i);
         }
         if (best)
             next = best_i + 1;
         return best;
+    }
+
+    // Starts reconnecting member `i` when it is down, not already connecting and past its
+    // reconnect_delay.
+    void reopen_if_due(std::size_t i)
+    {
+        if (closed || connecting[i] || (members[i] && members[i]->is_open()) ||
+            std::chrono::steady_clock::now() < retry_after[i])
+            return;
+        connecting[i] = 1; // before the spawn: no second attempt for the same member
+        boost::asio::co_spawn(ex, open_member(shared_from_this(), i), boost::asio::detached);
+    }
+
+    // Reconnects broken members in the background, whether or not queries arrive: every
+    // reconnect_delay / 4 (50 ms .. 1 s) it looks at each member. Holds the state only weakly
+    // and ends when the group closes (close() cancels its wait).
+    static boost::asio::awaitable<void> supervise(std::weak_ptr<pipeline_group_state> w)
+    {
+        boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+        struct forget_timer // the frame may die with its io_context: never leave `supervisor`
+        {
+            std::weak_ptr<pipeline_group_state> w;
+            ~forget_timer()
+            {
+                if (auto st = w.lock())
+                {
+                    st->supervisor = nullptr;
+                    st->supervised = false;
+                }
+            }
+        } guard{w};
+        for (;;)
+        {
+            {
+                auto st = w.lock();
+                if (!st || st->closed)
+                    co_return;
+                for (std::size_t i = 0; i < st->members.size(); ++i)
+                    st->reopen_if_due(i);
+                t.expires_after(std::clamp<std::chrono::milliseconds>(
+                    st->gcfg.reconnect_delay / 4, std::chrono::milliseconds(50),
+                    std::chrono::milliseconds(1000)));
+                st->supervisor = &t;
+            }
+            auto [ec] = co_await t.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+            if (auto st = w.lock())
+                st->supervisor = nullptr;
+            if (ec)
+                co_return;
+        }
     }
 };
 
@@ -280,8 +332,9 @@ inline boost::asio::awaitable<expected<result>> pipeline_group_down()
 
 /// N pipelined connections, for spreading pipelined statements over several server processes:
 /// each statement goes to the member with the shortest queue (round-robin among equals). A member
-/// that breaks is reconnected in the background (at most one attempt per member at a time, then
-/// reconnect_delay after a failure) while the others carry the load. Same rules as
+/// that breaks is reconnected in the background from connect() on, whether or not queries
+/// arrive (at most one attempt per member at a time, then reconnect_delay after a failure)
+/// while the others carry the load. Same rules as
 /// pipelined_connection: independent statements only, all callers on the group's executor.
 class pipeline_group
 {
@@ -336,6 +389,8 @@ public:
     void close() noexcept
     {
         st_->closed = true;
+        if (st_->supervisor)
+            st_->supervisor->cancel();
         for (auto& m : st_->members)
             if (m)
                 m->close();
@@ -365,6 +420,12 @@ private:
             auto r = co_await detail::pipeline_group_state::open_member(st, i);
             if (!r && !first)
                 first = std::move(r.error());
+        }
+        if (!st->closed && !st->supervised)
+        {
+            st->supervised = true;
+            boost::asio::co_spawn(st->ex, detail::pipeline_group_state::supervise(st),
+                                  boost::asio::detached);
         }
         if (first)
             co_return tl::unexpected(std::move(*first));

@@ -628,6 +628,53 @@ TEST(PipelineGroup, RoundRobinAndReconnect)
         }());
 }
 
+// Issue 18, finding 12: a member that broke was reconnected only when a query passed it
+// (15aed96: open_count() stayed at 1 of 2 with no queries). Now the group reconnects it in the
+// background; destroying the group while a reconnect is under way is clean (ASan build).
+TEST(PipelineGroup, ReconnectsInTheBackgroundWithoutQueries)
+{
+    asio::io_context io;
+    run(io,
+        []() -> asio::awaitable<void>
+        {
+            auto ex = co_await asio::this_coro::executor;
+            auto side = co_await pgcoro::open_connection(ex, app("pgcoro-pipe-side2"));
+            PGCORO_CO_ASSERT(side.has_value());
+            auto members = [&]() -> asio::awaitable<std::int64_t>
+            {
+                auto r = co_await side->query("SELECT count(*) FROM pg_stat_activity "
+                                              "WHERE application_name = 'pgcoro-pipe-bg'");
+                co_return r ? r->get<std::int64_t>(0, 0).value_or(-1) : -1;
+            };
+            pgcoro::pipeline_group_config gc;
+            gc.connections = 2;
+            gc.reconnect_delay = 100ms;
+            {
+                pgcoro::pipeline_group g(ex, app("pgcoro-pipe-bg"), gc);
+                PGCORO_CO_ASSERT((co_await g.connect()).has_value());
+                EXPECT_EQ(co_await members(), 2);
+                auto t = co_await side->query("SELECT pg_terminate_backend(pid) FROM "
+                                              "pg_stat_activity WHERE application_name = "
+                                              "'pgcoro-pipe-bg' LIMIT 1");
+                PGCORO_CO_ASSERT(t.has_value());
+                EXPECT_TRUE(co_await wait_until([&] { return g.open_count() == 1; }, 3s));
+                // No query on the group from here on.
+                EXPECT_TRUE(co_await wait_until([&] { return g.open_count() == 2; }, 3s))
+                    << "open " << g.open_count();
+                EXPECT_EQ(co_await members(), 2);
+
+                // Break one again and destroy the group while its reconnect is under way.
+                t = co_await side->query("SELECT pg_terminate_backend(pid) FROM "
+                                         "pg_stat_activity WHERE application_name = "
+                                         "'pgcoro-pipe-bg' LIMIT 1");
+                PGCORO_CO_ASSERT(t.has_value());
+                EXPECT_TRUE(co_await wait_until([&] { return g.open_count() == 1; }, 3s));
+                co_await sleep_for(60ms); // the background reconnect has started
+            }
+            co_await sleep_for(300ms); // whatever was in flight finishes and closes
+        }());
+}
+
 // ---- the statement cache on a pipelined connection -------------------------------------------
 
 namespace
