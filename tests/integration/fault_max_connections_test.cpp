@@ -195,7 +195,11 @@ TEST(FaultMaxConnections, TooManyConnectionsIsTransientAndRetriedWithoutAStorm)
 // Pools that hit 53300 together (every instance of a service, after the database restarted)
 // must not reconnect in lockstep: the refill backoff needs jitter. A role with CONNECTION
 // LIMIT 0 answers every connect with 53300; the proxy timestamps each attempt. Once the delay
-// has reached its cap, the gaps between attempts must vary by more than scheduling noise.
+// has reached its cap (80 ms, equal jitter: each delay in [40, 80) ms) every gap must lie in
+// that band - no tight reconnect loop. The jitter itself is tested deterministically, through
+// the pure functions (PoolPolicy.RefillDelayIsCappedExponentialWithEqualJitter,
+// PoolMachine.RefillJitterComesFromTheRandomInput): a spread of gaps measured here could come
+// from scheduling noise alone (issue 19).
 TEST(FaultMaxConnections, ReconnectBackoffIsJittered)
 {
     const std::string role = "pgcoro_fault_nologin";
@@ -237,8 +241,8 @@ TEST(FaultMaxConnections, ReconnectBackoffIsJittered)
             std::string all;
             for (auto g : gaps)
                 all += std::to_string(g / 1000) + " ";
-            EXPECT_GE(*hi - *lo, 16000)
-                << "capped gaps (ms): " << all << "- the same delay every time: no jitter";
+            EXPECT_GE(*lo, 39000) << "capped gaps (ms): " << all << "- faster than the backoff";
+            EXPECT_LT(*hi, 80000 + 150000) << "capped gaps (ms): " << all;
             co_await drop_role(*side, role);
             probe.stop();
         }(),

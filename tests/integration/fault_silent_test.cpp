@@ -74,11 +74,14 @@ TEST(FaultSilent, ConnectDeadlineIsEnforcedAndFdsReturnToBaseline)
                 EXPECT_LE(s.connect_failures, 4u) << s;
                 EXPECT_EQ(s.opened, 0u) << s;
                 EXPECT_TRUE(gauges_consistent(s));
-                // close() waits for the connect still in flight (bounded by connect_timeout).
+                // close() aborts the connect still in flight: it never opened, so it is neither
+                // a connect failure nor a close (issue 18: closes and opens of a drained pool
+                // are equal). At most one was in flight (one waiter).
                 co_await pool.close(2s);
                 EXPECT_TRUE(pool_drained(pool.stats()));
-                EXPECT_EQ(proxy.accepted(),
-                          1 + pool.stats().connect_failures + pool.stats().closed_shutdown);
+                const auto f = pool.stats().connect_failures;
+                EXPECT_GE(proxy.accepted(), 1 + f);
+                EXPECT_LE(proxy.accepted(), 1 + f + 1);
             }
             proxy.heal();
             EXPECT_TRUE(co_await back_to_baseline(*side, app, fds));

@@ -292,13 +292,15 @@ inline ::testing::AssertionResult connections_conserved(const pool_stats& s)
     return ::testing::AssertionSuccess();
 }
 
-/// After pool.close(): nothing held, nothing waiting, every opened connection closed.
+/// After pool.close(): nothing held, nothing waiting, every opened connection closed exactly
+/// once (more closes than opens is a double count, fewer a leak).
 inline ::testing::AssertionResult pool_drained(const pool_stats& s)
 {
     if (s.size != 0 || s.idle != 0 || s.leased != 0 || s.connecting != 0 || s.waiters != 0)
         return ::testing::AssertionFailure() << "pool not empty after close: " << s;
-    if (closed_total(s) < s.opened)
-        return ::testing::AssertionFailure() << "fewer closes than opens after close: " << s;
+    if (closed_total(s) != s.opened)
+        return ::testing::AssertionFailure() << "closes (" << closed_total(s) << ") != opens ("
+                                             << s.opened << ") after close: " << s;
     return ::testing::AssertionSuccess();
 }
 

@@ -192,6 +192,25 @@ TEST_F(PoolMachine, RefillBackoffDoublesAndIsCapped)
     EXPECT_EQ(delays[6], 800ms);
 }
 
+TEST_F(PoolMachine, RefillJitterComesFromTheRandomInput)
+{
+    // Two pools failing at the same instant reconnect at different times when their random
+    // inputs differ (the driver draws one per connect); with the same input, the same time.
+    auto c = base_config();
+    c.min_size = 1;
+    const auto e = refused_transient();
+    auto delay_with = [&](double u)
+    {
+        make(c);
+        m->poke(now);
+        m->connect_done(take().open[0], &e, 0, now, u);
+        return *take().refill_at - now;
+    };
+    EXPECT_EQ(delay_with(0.0), 50ms);
+    EXPECT_EQ(delay_with(0.999), 99ms);
+    EXPECT_EQ(delay_with(0.5), delay_with(0.5));
+}
+
 TEST_F(PoolMachine, ASuccessResetsTheBackoff)
 {
     auto c = base_config();
@@ -922,6 +941,7 @@ TEST_F(PoolMachine, ShutdownWhileConnectingValidatingOrResetting)
     auto s = m->stats();
     EXPECT_EQ(s.size, 0u) << s;
     EXPECT_EQ(s.closed_shutdown, 3u) << s;
+    EXPECT_EQ(s.opened, 3u) << "the connect that finished after shutdown did open" << s;
     EXPECT_TRUE(take().drained);
 }
 
@@ -947,6 +967,10 @@ TEST_F(PoolMachine, ShutdownAbortsWhatIsInFlightButNotLeases)
     EXPECT_FALSE(take().drained);
     m->release(leased, conn_condition::reusable, now);
     EXPECT_TRUE(take().drained);
+    auto s = m->stats(); // a drained pool closed exactly what it opened
+    EXPECT_EQ(s.opened, s.closed_idle + s.closed_lifetime + s.closed_broken + s.closed_validation +
+                            s.closed_shutdown)
+        << s;
 }
 
 TEST_F(PoolMachine, ShutdownIsIdempotentAndStopsRefill)

@@ -168,14 +168,16 @@ public:
         finish(now);
     }
 
-    // A connect ended: `failure` is null on success (`pid` the server process). A failure
+    // A connect ended: `failure` is null on success (`pid` the server process). Every
+    // connection counted as opened is counted once as closed, and no other: opens and closes
+    // of a drained pool are equal. A failure
     // backs the refill off (`unit_random` in [0, 1) jitters it), and one retrying cannot fix
     // fails the waiters at once.
     void connect_done(Node* n, const error* failure, int pid, time_point now, double unit_random)
     {
         --connecting_;
-        if (closed_)
-            close(n, close_reason::shutdown);
+        if (failure && closed_)
+            close(n, close_reason::shutdown, false); // aborted by shutdown: never opened
         else if (failure)
         {
             last_error_ = *failure;
@@ -194,7 +196,7 @@ public:
             n->opened_at = now;
             n->backend_pid = pid;
             n->retire = retire_at(now, cfg_, unit_random);
-            make_available(n, now);
+            make_available(n, now); // after shutdown: closed at once, counted as a close
         }
         finish(now);
     }
