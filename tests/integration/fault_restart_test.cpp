@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <functional>
 #include <map>
@@ -75,6 +77,10 @@ void restart_under_load(const std::string& app, const std::string& table,
 
                 bool stop = false;
                 int running = 0, reads_ok = 0, reads_failed = 0, gauge_violations = 0;
+                // When each single attempt failed (a read's retried attempts included), to
+                // check that failures stop once the server is back (issue 19: the readers
+                // retried up to 50 times, hiding failures during recovery).
+                std::vector<clk::time_point> attempt_failures;
                 std::map<std::string, int> write_errors;
                 pgcoro::retry_policy reads;
                 reads.max_attempts = 50;
@@ -91,6 +97,8 @@ void restart_under_load(const std::string& app, const std::string& table,
                             for (int i = 0; i < 100000 && !stop; ++i)
                             {
                                 auto r = co_await book.insert(pool);
+                                if (!r)
+                                    attempt_failures.push_back(clk::now());
                                 if (!r)
                                     ++write_errors[std::string(to_string(r.error().value())) +
                                                    (r.error().state.empty()
@@ -112,9 +120,13 @@ void restart_under_load(const std::string& app, const std::string& table,
                             {
                                 auto r = co_await pgcoro::retry(
                                     reads,
-                                    [&] {
-                                        return pool.run([](pgcoro::connection& c)
-                                                        { return c.query("SELECT 1"); });
+                                    [&]() -> asio::awaitable<pgcoro::expected<pgcoro::result>>
+                                    {
+                                        auto a = co_await pool.run([](pgcoro::connection& c)
+                                                                   { return c.query("SELECT 1"); });
+                                        if (!a)
+                                            attempt_failures.push_back(clk::now());
+                                        co_return a;
                                     });
                                 r ? ++reads_ok : ++reads_failed;
                                 if (!r)
@@ -143,23 +155,29 @@ void restart_under_load(const std::string& app, const std::string& table,
                 // that keep their statements running through the outage.
                 std::optional<pgcoro::expected<pgcoro::result>> long_read;
                 std::optional<pgcoro::expected<int>> long_write;
+                clk::time_point long_read_at{}, long_write_at{};
                 asio::co_spawn(
                     io,
                     [&]() -> asio::awaitable<void>
                     {
                         long_read = co_await pool.run([](pgcoro::connection& c)
                                                       { return c.query("SELECT pg_sleep(30)"); });
+                        long_read_at = clk::now();
                     },
                     asio::detached);
                 asio::co_spawn(
                     io,
                     [&]() -> asio::awaitable<void>
-                    { long_write = co_await book.insert(pool, 30s); },
+                    {
+                        long_write = co_await book.insert(pool, 30s);
+                        long_write_at = clk::now();
+                    },
                     asio::detached);
 
                 co_await sleep_for(300ms);
                 const auto acked_before = book.count(ledger::outcome::acknowledged);
                 EXPECT_GT(acked_before, 0u);
+                const auto outage_started = clk::now();
                 control = std::thread(
                     [&]
                     {
@@ -228,8 +246,20 @@ void restart_under_load(const std::string& app, const std::string& table,
                                 k.rfind("connect_failed", 0) == 0)
                         << "unexpected failure kind " << k;
                 }
+                // No single attempt failed once the pool had recovered (2 s after the server
+                // was back), and the work in flight failed promptly: within 3 s of the stop,
+                // not at its 30 s deadline.
+                const auto late = std::count_if(attempt_failures.begin(), attempt_failures.end(),
+                                                [&](clk::time_point t) { return t > back + 2s; });
+                EXPECT_EQ(late, 0) << "of " << attempt_failures.size() << " failed attempts";
+                std::printf("[ info     ] %zu single attempts failed during the outage\n",
+                            attempt_failures.size());
                 // The work in flight failed as a lost connection, promptly.
                 PGCORO_CO_ASSERT(long_read.has_value() && long_write.has_value());
+                EXPECT_LT(long_read_at - outage_started, 3s)
+                    << ms(long_read_at - outage_started) << " ms";
+                EXPECT_LT(long_write_at - outage_started, 3s)
+                    << ms(long_write_at - outage_started) << " ms";
                 EXPECT_FALSE(long_read->has_value());
                 if (!*long_read)
                 {
