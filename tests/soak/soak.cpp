@@ -20,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -142,13 +143,25 @@ std::vector<event> make_schedule(const options& o, bool owned)
         kinds.push_back(fault::crash);
     }
     std::vector<event> s;
-    std::uniform_int_distribution<int> gap(o.min_gap, o.max_gap);
-    std::uniform_int_distribution<std::size_t> pick(0, kinds.size() - 1);
+    // Every kind once per shuffled deck, and gaps short enough that one whole deck fits in
+    // the run (3 minutes and 9 kinds: at most 17 s apart), so any run of 3 minutes or more
+    // covers every kind (issue 19: random draws gave 4 of 9 in 3 minutes).
+    const int per = std::max(5, (o.duration - 5) / static_cast<int>(kinds.size() + 1));
+    const int max_gap = std::min(o.max_gap, per);
+    const int min_gap = std::min(o.min_gap, std::max(3, max_gap / 2));
+    std::uniform_int_distribution<int> gap(min_gap, max_gap);
     std::uniform_int_distribution<int> lasts(2000, 5000);
-    int t = std::min(gap(rng), std::max(1, o.duration / 3));
+    std::vector<fault> deck;
+    int t = gap(rng);
     while (t < o.duration - 5)
     {
-        fault f = kinds[pick(rng)];
+        if (deck.empty())
+        {
+            deck = kinds;
+            std::shuffle(deck.begin(), deck.end(), rng);
+        }
+        fault f = deck.back();
+        deck.pop_back();
         bool instant = f == fault::reset_all || f == fault::terminate || f == fault::restart ||
                        f == fault::crash;
         s.push_back(
@@ -200,6 +213,11 @@ int main(int argc, char** argv)
 
     std::atomic<bool> stop{false};
     std::atomic<bool> faults_done{false};
+    // When an operation last succeeded (steady_clock ticks): after each fault the controller
+    // waits for a success and records the recovery time, per fault kind.
+    std::atomic<long long> last_ok{0};
+    std::map<std::string, std::vector<long long>> recovery_ms; // controller thread, then main
+    long long worst_recovery_ms = 0;
     std::atomic<int> applied{0};
     std::map<std::string, long> errors; // loop thread only
     long ops = 0, ok = 0, gauge_violations = 0;
@@ -288,13 +306,23 @@ int main(int argc, char** argv)
                     proxy
                         .drop_all(); // the silent sessions: the pool's connect_timeout did the rest
                 ++applied;
+                // Recovery: the first successful operation after the fault ended (bounded).
+                const auto healed = clk::now();
+                while (!stop && last_ok.load() <= healed.time_since_epoch().count() &&
+                       clk::now() - healed < 30s)
+                    std::this_thread::sleep_for(5ms);
+                const long long rec =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(clk::now() - healed)
+                        .count();
+                recovery_ms[name(e.what)].push_back(rec);
+                worst_recovery_ms = std::max(worst_recovery_ms, rec);
                 std::printf(
-                    "  [%5.1fs] %-12s applied for %lld ms%s\n",
+                    "  [%5.1fs] %-12s applied for %lld ms%s, recovered in %lld ms\n",
                     std::chrono::duration<double>(start - t0).count(), name(e.what),
                     static_cast<long long>(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(clk::now() - start)
+                        std::chrono::duration_cast<std::chrono::milliseconds>(healed - start)
                             .count()),
-                    rc == 0 ? "" : " (pg_ctl failed)");
+                    rc == 0 ? "" : " (pg_ctl failed)", rec);
                 std::fflush(stdout);
             }
             faults_done = true;
@@ -375,7 +403,10 @@ int main(int argc, char** argv)
                                     co_await sleep_for(20ms);
                                 }
                                 else
+                                {
                                     ++ok;
+                                    last_ok = clk::now().time_since_epoch().count();
+                                }
                             }
                             --running;
                         },
@@ -486,8 +517,23 @@ int main(int argc, char** argv)
     std::printf("  gauge inconsistencies: %ld\n", gauge_violations);
     auto lag = probe.ok();
     std::printf("  event loop: %s\n", lag.message());
+    // Every fault kind was applied (a run of 3 minutes or more), and the load recovered from
+    // each within 10 s of its end (a restart or crash included: connect_timeout is 2 s, the
+    // refill backoff at most 1 s).
+    std::printf("  recovery by fault kind (ms):");
+    for (const auto& [k, v] : recovery_ms)
+    {
+        std::printf(" %s=", k.c_str());
+        for (std::size_t i = 0; i < v.size(); ++i)
+            std::printf("%s%lld", i ? "," : "", v[i]);
+    }
+    std::printf("\n");
+    const std::size_t kinds_expected = test_server::get().owned() ? 9 : 7;
+    const bool covered = o.duration < 180 || recovery_ms.size() == kinds_expected;
+    std::printf("  fault kinds applied: %zu of %zu%s; worst recovery %lld ms\n", recovery_ms.size(),
+                kinds_expected, covered ? "" : " (NOT ALL)", worst_recovery_ms);
     const bool pass = finished && verdict.ok() && verdict.acknowledged > 0 && baseline_ok &&
-                      gauge_violations == 0 && lag;
+                      gauge_violations == 0 && lag && covered && worst_recovery_ms <= 10000;
     std::printf("%s\n", pass ? "SOAK PASSED" : "SOAK FAILED");
     return pass ? 0 : 1;
 }
