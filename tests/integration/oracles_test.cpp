@@ -87,3 +87,35 @@ TEST(Oracles, LagProbeCatchesABlockingCallBehindADelayingProxy)
     EXPECT_GE(blocked.max_blocked(), 150ms);
     pgcoro::test::expect_loop_responsive(clean);
 }
+
+// Issue 19: the ledger's `duplicated` count could not fire (the id was the primary key), so
+// "exactly once" was untested. A deliberately duplicated write must now be reported.
+TEST(Oracles, LedgerReportsADuplicatedWrite)
+{
+    namespace asio = boost::asio;
+    asio::io_context io;
+    pgcoro::test::run(io,
+                      [&]() -> asio::awaitable<void>
+                      {
+                          auto c = co_await pgcoro::open_connection(
+                              io.get_executor(), pgcoro::test::test_server::get().tcp());
+                          PGCORO_CO_ASSERT(c.has_value());
+                          pgcoro::test::ledger book("oracle_selftest_ledger");
+                          PGCORO_CO_ASSERT((co_await book.create(*c)).has_value());
+                          for (int i = 0; i < 3; ++i)
+                              PGCORO_CO_ASSERT((co_await book.insert(*c)).has_value());
+                          auto clean = co_await book.verify(*c);
+                          EXPECT_TRUE(clean.ok()) << clean;
+                          EXPECT_EQ(clean.duplicated, 0u);
+                          // The same unit written a second time, as a wrongly retried write would.
+                          auto dup =
+                              co_await c->query("INSERT INTO " + book.table() +
+                                                    " (id, txid) VALUES ($1, txid_current())",
+                                                book.id(2));
+                          PGCORO_CO_ASSERT(dup.has_value());
+                          auto v = co_await book.verify(*c);
+                          EXPECT_FALSE(v.ok()) << v;
+                          EXPECT_EQ(v.duplicated, 1u) << v;
+                          co_await book.drop(*c);
+                      }());
+}
