@@ -88,6 +88,12 @@ void restart_under_load(const std::string& app, const std::string& table,
                 reads.backoff.cap = 200ms;
                 reads.deadline = 15s;
                 reads.idempotent = true;
+                pgcoro::retry_policy writes;
+                writes.max_attempts = 3;
+                writes.backoff.initial = 50ms;
+                writes.backoff.cap = 200ms;
+                writes.deadline = 5s;
+                writes.idempotent = false; // an INSERT must not run twice
                 for (int w = 0; w < 2; ++w)
                     asio::co_spawn(
                         io,
@@ -96,7 +102,10 @@ void restart_under_load(const std::string& app, const std::string& table,
                             ++running;
                             for (int i = 0; i < 100000 && !stop; ++i)
                             {
-                                auto r = co_await book.insert(pool);
+                                // Writes are retried too, never when their outcome is
+                                // unknown (not idempotent): the ledger's `duplicated` = 0
+                                // below is then a real check of exactly-once.
+                                auto r = co_await book.insert_retried(pool, writes);
                                 if (!r)
                                     attempt_failures.push_back(clk::now());
                                 if (!r)

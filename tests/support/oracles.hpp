@@ -441,6 +441,18 @@ public:
         record(u, r);
         co_return r;
     }
+    /// One unit of work through `pool`, retried as a whole by pgcoro::retry() under `policy`
+    /// with the same id on every attempt: a retry that re-ran a write whose outcome was
+    /// unknown (allowed only when `policy.idempotent`) leaves two rows, which verify() reports.
+    template <class Pool>
+    boost::asio::awaitable<expected<int>> insert_retried(Pool& pool, const retry_policy& policy)
+    {
+        unit u = next_unit({});
+        auto r = co_await pgcoro::retry(
+            policy, [&] { return pool.run([&](connection& c) { return attempt(c, u); }); });
+        record(u, r);
+        co_return r;
+    }
     /// One unit of work on `c`.
     boost::asio::awaitable<expected<int>> insert(connection& c, std::chrono::milliseconds hold = {})
     {
