@@ -6,9 +6,10 @@
 // For 4, 16 and 64 MiB: a 1 ms periodic timer on the same io_context measures how late it
 // fires while `SELECT length($1)` runs on a plain connection (the parameter moved in, as a
 // service would pass a body it owns); then the process RSS while that connection stays open,
-// and after it is closed. Connection from PGHOST/PGPORT/PGUSER/PGDATABASE. Prints one line per
-// size; no assertion (a benchmark, not a test).
+// and after it is closed. Connection from the environment (settings_from_env()). Prints one line
+// per size; no assertion (a benchmark, not a test).
 #include <pgcoro/connection.hpp>
+#include <pgcoro/settings.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -20,7 +21,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -33,22 +33,6 @@ using clk = std::chrono::steady_clock;
 namespace
 {
 
-pgcoro::connect_config from_env()
-{
-    auto env = [](const char* k, const char* d)
-    {
-        const char* v = std::getenv(k);
-        return std::string(v && *v ? v : d);
-    };
-    pgcoro::connect_config c;
-    c.hosts = {
-        {env("PGHOST", "127.0.0.1"), static_cast<std::uint16_t>(std::stoi(env("PGPORT", "5432")))}};
-    c.user = env("PGUSER", "postgres");
-    c.dbname = env("PGDATABASE", "postgres");
-    c.application_name = "pgcoro-param-lag";
-    return c;
-}
-
 double rss_mib()
 {
     std::ifstream f("/proc/self/statm");
@@ -58,9 +42,10 @@ double rss_mib()
            (1024.0 * 1024.0);
 }
 
-asio::awaitable<void> measure(asio::io_context& io, std::size_t mib)
+asio::awaitable<void> measure(asio::io_context& io, const pgcoro::connect_config& cfg,
+                              std::size_t mib)
 {
-    auto c = co_await pgcoro::open_connection(io.get_executor(), from_env());
+    auto c = co_await pgcoro::open_connection(io.get_executor(), cfg);
     if (!c)
     {
         std::fprintf(stderr, "connect: %s\n", c.error().to_string().c_str());
@@ -112,10 +97,17 @@ asio::awaitable<void> measure(asio::io_context& io, std::size_t mib)
 
 int main()
 {
+    auto settings = pgcoro::settings_from_env(); // DATABASE_URL and PG*/PGCORO_* variables
+    if (!settings)
+    {
+        std::fprintf(stderr, "%s\n", settings.error().to_string().c_str());
+        return 2;
+    }
+    settings->connect.application_name = "pgcoro-param-lag";
     for (std::size_t mib : {4, 16, 64})
     {
         asio::io_context io;
-        asio::co_spawn(io, measure(io, mib), asio::detached);
+        asio::co_spawn(io, measure(io, settings->connect, mib), asio::detached);
         io.run();
     }
 }

@@ -204,7 +204,6 @@ public:
     // A validation ping ended.
     void validated(Node* n, bool ok, time_point now)
     {
-        --validating_;
         if (std::exchange(n->for_waiter, false))
             --for_waiters_;
         if (closed_)
@@ -387,7 +386,6 @@ private:
     {
         n.state = node_state::validating;
         n.for_waiter = for_waiter;
-        ++validating_;
         if (for_waiter)
             ++for_waiters_;
         pending_.validate.push_back(&n);
@@ -526,8 +524,7 @@ private:
     std::vector<Node*> idle_;                  // LIFO: back() is the hottest
     waiter_queue waiters_;                     // FIFO
     std::size_t connecting_ = 0;
-    std::size_t validating_ = 0;  // pings in flight (for waiters and keepalives)
-    std::size_t for_waiters_ = 0; // of those, started to serve a waiter
+    std::size_t for_waiters_ = 0; // validation pings in flight started to serve a waiter
     unsigned consecutive_failures_ = 0;
     time_point next_connect_at_{};
     bool refill_pending_ = false;
