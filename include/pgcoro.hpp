@@ -3,9 +3,12 @@
 #ifndef PGCORO_HPP
 #define PGCORO_HPP
 
+#include <pgcoro/array.hpp>
 #include <pgcoro/availability.hpp>
 #include <pgcoro/backoff.hpp>
+#include <pgcoro/bytea.hpp>
 #include <pgcoro/check_health.hpp>
+#include <pgcoro/chrono.hpp>
 #include <pgcoro/circuit_breaker.hpp>
 #include <pgcoro/close_reason.hpp>
 #include <pgcoro/config_error.hpp>
@@ -20,8 +23,10 @@
 #include <pgcoro/json.hpp>
 #include <pgcoro/lease.hpp>
 #include <pgcoro/logging_observer.hpp>
+#include <pgcoro/numeric.hpp>
 #include <pgcoro/observe.hpp>
 #include <pgcoro/observer.hpp>
+#include <pgcoro/params.hpp>
 #include <pgcoro/pipeline.hpp>
 #include <pgcoro/pool.hpp>
 #include <pgcoro/pool_config.hpp>
@@ -36,7 +41,9 @@
 #include <pgcoro/source_location.hpp>
 #include <pgcoro/stats_collector.hpp>
 #include <pgcoro/transaction.hpp>
+#include <pgcoro/uuid.hpp>
 #include <pgcoro/validate.hpp>
+#include <pgcoro/value_traits.hpp>
 #include <pgcoro/version.hpp>
 #include <pgcoro/with_timeout.hpp>
 

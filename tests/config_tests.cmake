@@ -19,6 +19,10 @@ pgcoro_compile_check(invalid_static_assert invalid_pool_static_assert.cpp fail
                      "pool_config invalid: min_size must not exceed max_size")
 pgcoro_compile_check(invalid_checked invalid_pool_checked.cpp fail
                      "pgcoro_config_error_validation_timeout_not_below_acquire_timeout")
+pgcoro_compile_check(unsupported_param unsupported_param_type.cpp fail
+                     "cannot be sent as a parameter. Supported: bool.*specialise pgcoro::value_traits")
+pgcoro_compile_check(unsupported_field unsupported_field_type.cpp fail
+                     "cannot be read from a field. Supported: bool.*specialise pgcoro::value_traits")
 
 find_program(PGCORO_FUZZ_CXX NAMES clang++-14 clang++)
 if(PGCORO_FUZZ_CXX)

@@ -116,8 +116,7 @@ public:
     ///   A null `const char*` is sent as NULL.
     ///   Closing or destroying the connection meanwhile ends it with `connection_lost`.
     template <class... Params>
-    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
+    boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
     {
         return detail::pq_engine::query(e_, std::chrono::milliseconds(0), sql,
                                         std::move(params)...);
@@ -125,11 +124,31 @@ public:
 
     /// query() with per-call options (a timeout for this statement).
     template <class... Params>
-    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(const query_options& opts,
-                                                       std::string_view sql, Params... params)
+    boost::asio::awaitable<expected<result>> query(const query_options& opts, std::string_view sql,
+                                                   Params... params)
     {
         return detail::pq_engine::query(e_, opts.timeout, sql, std::move(params)...);
+    }
+
+    /// query(), then the only row as T (see result::one): out_of_range unless exactly one row.
+    template <class T, class... Params>
+    boost::asio::awaitable<expected<T>> query_one(std::string_view sql, Params... params)
+    {
+        auto r = co_await query(sql, std::move(params)...);
+        if (!r)
+            co_return tl::unexpected(std::move(r.error()));
+        co_return r->template one<T>();
+    }
+
+    /// query(), then zero or one row as std::optional<T> (see result::opt).
+    template <class T, class... Params>
+    boost::asio::awaitable<expected<std::optional<T>>> query_opt(std::string_view sql,
+                                                                 Params... params)
+    {
+        auto r = co_await query(sql, std::move(params)...);
+        if (!r)
+            co_return tl::unexpected(std::move(r.error()));
+        co_return r->template opt<T>();
     }
 
     /// Closes the connection: stops watching the socket, then PQfinish. Idempotent. While an

@@ -135,17 +135,15 @@ public:
     ///   pipeline's state alive: destroying the pipelined_connection while statements are pending
     ///   completes them with `connection_lost`.
     template <class... Params>
-    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
+    boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
     {
         return detail::pipeline_query(st_, std::chrono::milliseconds(0), sql, std::move(params)...);
     }
 
     /// query() with per-call options (a timeout for this statement).
     template <class... Params>
-    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(const query_options& opts,
-                                                       std::string_view sql, Params... params)
+    boost::asio::awaitable<expected<result>> query(const query_options& opts, std::string_view sql,
+                                                   Params... params)
     {
         return detail::pipeline_query(st_, opts.timeout, sql, std::move(params)...);
     }
@@ -368,17 +366,15 @@ public:
     /// Errors: as pipelined_connection::query(); `connection_lost` at once when no member is
     ///   open (reconnects are then under way).
     template <class... Params>
-    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
+    boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
     {
         return query(query_options{}, sql, std::move(params)...);
     }
 
     /// query() with per-call options (a timeout for this statement).
     template <class... Params>
-    requires(detail::encodable<std::remove_cvref_t<Params>>&&...)
-        boost::asio::awaitable<expected<result>> query(const query_options& opts,
-                                                       std::string_view sql, Params... params)
+    boost::asio::awaitable<expected<result>> query(const query_options& opts, std::string_view sql,
+                                                   Params... params)
     {
         if (auto* c = st_->pick())
             return c->query(opts, sql, std::move(params)...);

@@ -3,17 +3,24 @@
 #ifndef PGCORO_RESULT_HPP
 #define PGCORO_RESULT_HPP
 
+#include <pgcoro/array.hpp>
+#include <pgcoro/bytea.hpp>
+#include <pgcoro/chrono.hpp>
 #include <pgcoro/detail/pq_handles.hpp>
-#include <pgcoro/detail/text_codec.hpp>
+#include <pgcoro/detail/row_mapping.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/numeric.hpp>
+#include <pgcoro/uuid.hpp>
 
 #include <libpq-fe.h>
 
 #include <charconv>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pgcoro
 {
@@ -25,11 +32,16 @@ class result;
 class field
 {
 public:
-    /// True when the field is SQL NULL (or the index was out of range).
-    bool is_null() const noexcept
+    /// True when the field is SQL NULL. Throws std::out_of_range (naming the column) when the
+    /// field does not exist: a typo is not a NULL.
+    bool is_null() const
     {
-        return !valid() || PQgetisnull(res_, static_cast<int>(row_), static_cast<int>(col_));
+        if (!valid())
+            throw std::out_of_range("pgcoro: " + missing());
+        return PQgetisnull(res_, static_cast<int>(row_), static_cast<int>(col_));
     }
+    /// True when the row and column exist.
+    bool exists() const noexcept { return valid(); }
     /// The field's text as the server sent it ("" for NULL). Valid while the result lives.
     std::string_view text() const noexcept
     {
@@ -42,40 +54,49 @@ public:
     /// The column's type OID (0 when out of range).
     Oid type() const noexcept { return valid() ? PQftype(res_, static_cast<int>(col_)) : 0; }
 
-    /// The value as T: bool, an integer, a floating-point type, std::string, std::string_view
-    /// (pointing into the result) or std::optional of those (NULL gives nullopt).
-    /// Errors: out_of_range (bad index or value too large), unexpected_null, type_mismatch.
+    /// The value as T (any type with value_traits: see README "Types"), or std::optional<T>
+    /// (NULL gives nullopt). Errors, naming the column, its type and T: out_of_range (no such
+    /// row or column, value too large for T), unexpected_null, type_mismatch.
     template <class T>
     expected<T> get() const
     {
-        if (!valid())
-            return fail(errc::out_of_range, "row or column index out of range");
-        if constexpr (detail::is_optional<T>::value)
+        detail::require_field_type<T>();
+        if constexpr (detail::field_type<T>)
         {
-            if (is_null())
-                return T{};
-            return get<typename T::value_type>().map([](auto v) { return T(std::move(v)); });
+            if (!valid())
+                return fail(errc::out_of_range, missing());
+            const int c = static_cast<int>(col_);
+            if (auto ok = detail::check_column<T>(res_, c); !ok)
+                return tl::unexpected(std::move(ok.error()));
+            return detail::read_cell<T>(res_, static_cast<int>(row_), c);
         }
         else
-        {
-            if (is_null())
-                return fail(errc::unexpected_null, "field is NULL; read it as std::optional");
-            return detail::decode_field<T>(text(), type());
-        }
+            return fail(errc::type_mismatch, "unsupported field type");
     }
 
 private:
     friend class row;
-    field(const PGresult* res, std::size_t row, std::size_t col, bool valid) noexcept
-        : res_(res), row_(row), col_(col), valid_(valid)
+    field(const PGresult* res, std::size_t row, std::size_t col, bool valid,
+          std::string_view name = {})
+        : res_(res), row_(row), col_(col), valid_(valid), name_(name)
     {
     }
     bool valid() const noexcept { return valid_; }
+    std::string missing() const
+    {
+        if (!name_.empty())
+            return "no column named \"" + std::string(name_) + "\"";
+        if (!res_)
+            return "row index out of range";
+        return "column index " + std::to_string(col_) + " out of range (" +
+               std::to_string(PQnfields(res_)) + " columns)";
+    }
 
     const PGresult* res_;
     std::size_t row_;
     std::size_t col_;
     bool valid_;
+    std::string name_; // the name asked for, when it matched no column
 };
 
 /// One row of a result: fields by position or by column name.
@@ -88,7 +109,13 @@ public:
         return field(res_, row_, col, res_ && col < static_cast<std::size_t>(PQnfields(res_)));
     }
     /// The field in the column named `name`; an unknown name gives a field whose get() fails.
-    field operator[](std::string_view name) const { return (*this)[column_index(name)]; }
+    field operator[](std::string_view name) const
+    {
+        const auto col = column_index(name);
+        if (col == static_cast<std::size_t>(-1))
+            return field(res_, row_, col, false, name.empty() ? std::string_view("\"\"") : name);
+        return (*this)[col];
+    }
     /// Shorthand for `(*this)[col].get<T>()`.
     template <class T>
     expected<T> get(std::size_t col) const
@@ -100,6 +127,18 @@ public:
     expected<T> get(std::string_view name) const
     {
         return (*this)[name].template get<T>();
+    }
+    /// The row as T: a readable type (one column), std::tuple (by position), a struct
+    /// described with BOOST_DESCRIBE_STRUCT (by column name) or an aggregate (by position).
+    template <class T>
+    expected<T> as() const
+    {
+        if (!res_)
+            return fail(errc::out_of_range, "row index out of range");
+        auto plan = detail::plan_rows<T>(res_);
+        if (!plan)
+            return tl::unexpected(std::move(plan.error()));
+        return detail::read_row<T>(res_, static_cast<int>(row_), *plan);
     }
     /// Number of columns.
     std::size_t size() const noexcept { return res_ ? PQnfields(res_) : 0; }
@@ -165,6 +204,49 @@ public:
     expected<T> get(std::size_t r, std::size_t c) const
     {
         return (*this)[r][c].template get<T>();
+    }
+
+    /// Every row as T (see row::as), checked once (columns, types), then read. Errors name the
+    /// column and row: type_mismatch, unexpected_null, out_of_range.
+    template <class T>
+    expected<std::vector<T>> as() const
+    {
+        std::vector<T> out;
+        if (!res_)
+            return out;
+        auto plan = detail::plan_rows<T>(res_.get());
+        if (!plan)
+            return tl::unexpected(std::move(plan.error()));
+        const int n = PQntuples(res_.get());
+        out.reserve(static_cast<std::size_t>(n));
+        for (int r = 0; r < n; ++r)
+        {
+            auto v = detail::read_row<T>(res_.get(), r, *plan);
+            if (!v)
+                return tl::unexpected(std::move(v.error()));
+            out.push_back(std::move(*v));
+        }
+        return out;
+    }
+    /// The only row as T. Error out_of_range when there is not exactly one row.
+    template <class T>
+    expected<T> one() const
+    {
+        if (size() != 1)
+            return fail(errc::out_of_range, "expected exactly one row, the statement returned " +
+                                                std::to_string(size()));
+        return (*this)[0].template as<T>();
+    }
+    /// The row as T, or nullopt when there is none. Error out_of_range for more than one row.
+    template <class T>
+    expected<std::optional<T>> opt() const
+    {
+        if (size() > 1)
+            return fail(errc::out_of_range, "expected at most one row, the statement returned " +
+                                                std::to_string(size()));
+        if (size() == 0)
+            return std::optional<T>{};
+        return (*this)[0].template as<T>().map([](T v) { return std::optional<T>(std::move(v)); });
     }
 
     /// Iterates rows.

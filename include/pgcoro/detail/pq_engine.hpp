@@ -172,7 +172,7 @@ public:
         busy_guard guard(e);
         // With no observer the statement pays this one branch; the clock is read only for one.
         const auto started = e.obs_ ? clock::now() : clock::time_point{};
-        if (auto ok = check_statement(sql, sizeof...(Params)); !ok)
+        if (auto ok = check_statement(sql, param_count(params...)); !ok)
             co_return e.finished(sql, started, tl::unexpected(std::move(ok.error())));
         const auto t = timeout.count() > 0 ? timeout : e.query_timeout_;
         const auto deadline = t.count() > 0 ? clock::now() + t : pq_io::no_deadline;
@@ -267,13 +267,34 @@ public:
     template <class... Params>
     expected<void> submit(pq_op& op, bool alone, std::string_view sql, const Params&... params)
     {
-        auto enc = encode_params(params_, params...);
-        if (!enc)
-            return tl::unexpected(std::move(enc.error()));
+        if constexpr (is_runtime_list<Params...>)
+        {
+            const pgcoro::params& list = (params, ...);
+            if (list.encoding_error())
+                return tl::unexpected(*list.encoding_error());
+            const statement_params p{list.types(), list.values(), list.lengths(), list.formats(),
+                                     static_cast<int>(list.size())};
+            return submit_encoded(op, alone, sql, p, list.bytes());
+        }
+        else
+        {
+            auto enc = encode_params(params_, params...);
+            if (!enc)
+                return tl::unexpected(std::move(enc.error()));
+            // Lengths and formats only when a value is binary: libpq then reads all-text.
+            const statement_params p{enc->types.data(), enc->values.data(),
+                                     enc->binary ? enc->lengths.data() : nullptr,
+                                     enc->binary ? enc->formats.data() : nullptr, enc->count()};
+            return submit_encoded(op, alone, sql, p, enc->bytes);
+        }
+    }
+
+    // submit() once the parameters are encoded.
+    expected<void> submit_encoded(pq_op& op, bool alone, std::string_view sql,
+                                  const statement_params& p, std::size_t bytes)
+    {
         sql_.assign(sql);
-        largest_statement_ = std::max(largest_statement_, sql.size() + enc->bytes);
-        const statement_params p{enc->types.data(), enc->values.data(), nullptr, nullptr,
-                                 enc->count()};
+        largest_statement_ = std::max(largest_statement_, sql.size() + bytes);
         auto r = session_.submit(op, alone, sql_.c_str(), sql, p, statements_per_sync_);
         // libpq has copied both: pgcoro's own buffers never stay large.
         constexpr std::size_t keep = 64 * 1024;

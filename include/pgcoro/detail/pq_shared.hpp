@@ -375,7 +375,7 @@ asio::awaitable<expected<result>> pipeline_query(std::shared_ptr<pq_shared> st,
         if (cs.cancelled() != asio::cancellation_type::none)
             co_return fail(errc::cancelled, "statement cancelled before it was sent");
     }
-    if (auto ok = check_statement(sql, sizeof...(Params)); !ok)
+    if (auto ok = check_statement(sql, param_count(params...)); !ok)
         co_return tl::unexpected(std::move(ok.error()));
     if (timeout.count() <= 0)
         timeout = st->settings().query_timeout;

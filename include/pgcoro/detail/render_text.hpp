@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <pgcoro/detail/chrono_text.hpp>
 #include <string>
 #include <string_view>
 
@@ -51,29 +52,6 @@ inline double round_to(double v, int decimals) noexcept
         return v;
     const double scale = std::pow(10.0, decimals);
     return std::round(v * scale) / scale;
-}
-
-// Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted); valid
-// for every date a system_clock holds, proleptic Gregorian, no time zone database needed.
-struct civil_date
-{
-    std::int64_t year;
-    unsigned month;
-    unsigned day;
-};
-
-constexpr civil_date civil_from_days(std::int64_t z) noexcept
-{
-    z += 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const auto doe = static_cast<unsigned>(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    return {m <= 2 ? y + 1 : y, m, d};
 }
 
 inline void append_padded(std::string& out, std::uint64_t v, int width)
