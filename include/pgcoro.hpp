@@ -14,6 +14,7 @@
 #include <pgcoro/config_error.hpp>
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
+#include <pgcoro/copy.hpp>
 #include <pgcoro/database_url.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/events.hpp>
@@ -22,7 +23,9 @@
 #include <pgcoro/histogram.hpp>
 #include <pgcoro/json.hpp>
 #include <pgcoro/lease.hpp>
+#include <pgcoro/listener.hpp>
 #include <pgcoro/logging_observer.hpp>
+#include <pgcoro/notification.hpp>
 #include <pgcoro/numeric.hpp>
 #include <pgcoro/observe.hpp>
 #include <pgcoro/observer.hpp>
@@ -31,6 +34,7 @@
 #include <pgcoro/pool.hpp>
 #include <pgcoro/pool_config.hpp>
 #include <pgcoro/pool_stats.hpp>
+#include <pgcoro/prepared.hpp>
 #include <pgcoro/profile.hpp>
 #include <pgcoro/prometheus.hpp>
 #include <pgcoro/result.hpp>
@@ -40,6 +44,7 @@
 #include <pgcoro/settings.hpp>
 #include <pgcoro/source_location.hpp>
 #include <pgcoro/stats_collector.hpp>
+#include <pgcoro/stream.hpp>
 #include <pgcoro/transaction.hpp>
 #include <pgcoro/uuid.hpp>
 #include <pgcoro/validate.hpp>

@@ -4,11 +4,16 @@
 #define PGCORO_CONNECTION_HPP
 
 #include <pgcoro/connect_config.hpp>
+#include <pgcoro/copy.hpp>
 #include <pgcoro/detail/param_pack.hpp>
+#include <pgcoro/detail/pq_direct.hpp>
 #include <pgcoro/detail/pq_engine.hpp>
 #include <pgcoro/error.hpp>
+#include <pgcoro/notification.hpp>
 #include <pgcoro/observer.hpp>
+#include <pgcoro/prepared.hpp>
 #include <pgcoro/result.hpp>
+#include <pgcoro/stream.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -130,6 +135,133 @@ public:
         return detail::pq_engine::query(e_, opts.timeout, sql, std::move(params)...);
     }
 
+    /// The next notification for a channel this session LISTENs to: one libpq already holds
+    /// (notifications that arrive during other statements are kept), else the next to arrive,
+    /// within `timeout` (0: no limit). For a listener that survives reconnects, see
+    /// pgcoro::listener. Errors: `timeout`, `cancelled` (the connection stays usable),
+    /// `connection_lost`, `busy`.
+    boost::asio::awaitable<expected<notification>>
+    next_notification(std::chrono::milliseconds timeout = std::chrono::milliseconds(0))
+    {
+        return detail::next_notification(e_, timeout);
+    }
+
+    /// Runs `sql` with `params` and returns its rows as a stream read in batches of up to
+    /// `max_batch` as they arrive (see row_stream): for results too large to hold. The
+    /// connection is busy until the stream ends. Errors: those of query() before any row.
+    template <class... Params>
+    boost::asio::awaitable<expected<row_stream>> stream(std::size_t max_batch, std::string_view sql,
+                                                        Params... params)
+    {
+        auto e = co_await detail::start_stream(e_, sql, params...);
+        if (!e)
+            co_return tl::unexpected(std::move(e.error()));
+        co_return row_stream(std::move(*e), max_batch);
+    }
+
+    /// stream() with batches of up to 1024 rows.
+    template <class... Params>
+    boost::asio::awaitable<expected<row_stream>> stream(std::string_view sql, Params... params)
+    {
+        return stream(std::size_t{1024}, sql, std::move(params)...);
+    }
+
+    /// Prepares `sql` under a name of its own and describes it (parameter and column types).
+    /// Errors: invalid_argument (pgbouncer mode: a prepared statement is session state the
+    /// pooler does not keep), query_failed (the server refused the SQL), busy, connection_lost.
+    boost::asio::awaitable<expected<prepared_statement>> prepare(std::string_view sql)
+    {
+        if (!e_)
+            co_return fail(errc::connection_lost, "connection was moved from");
+        detail::pq_engine& e = *e_;
+        if (e.pgbouncer())
+            co_return fail(errc::invalid_argument,
+                           "prepare() is refused in pgbouncer mode: transaction pooling does not "
+                           "keep a session's prepared statements");
+        if (sql.find('\0') != sql.npos)
+            co_return fail(errc::invalid_argument, "SQL text contains an embedded NUL byte");
+        const auto deadline = direct_deadline();
+        if (auto ok = co_await detail::begin_direct(e, deadline); !ok)
+            co_return tl::unexpected(std::move(ok.error()));
+        prepared_statement st;
+        st.owner_ = e_;
+        st.generation_ = e.generation();
+        st.name_ = e.take_prepared_name();
+        st.sql_.assign(sql);
+        PGconn* c = e.session().native();
+        expected<result> r = co_await send_direct(
+            PQsendPrepare(c, st.name_.c_str(), st.sql_.c_str(), 0, nullptr), deadline);
+        if (r)
+            r = co_await send_direct(PQsendDescribePrepared(c, st.name_.c_str()), deadline);
+        e.release();
+        if (!r)
+            co_return tl::unexpected(std::move(r.error()));
+        const PGresult* d = r->native_handle();
+        for (int i = 0; i < PQnparams(d); ++i)
+            st.params_.push_back(PQparamtype(d, i));
+        for (int i = 0; i < PQnfields(d); ++i)
+        {
+            st.column_names_.emplace_back(PQfname(d, i));
+            st.column_types_.push_back(PQftype(d, i));
+        }
+        co_return st;
+    }
+
+    /// Runs `st` (prepared on this connection) with `params`, checked first against its
+    /// described parameters: count and types (an integer for a bigint is fine, text for an
+    /// integer is sent as text and left to the server, a timestamp for a uuid is refused).
+    /// Errors: invalid_argument (another connection's statement, one prepared before a
+    /// reconnect, a wrong count or type), and those of query().
+    template <class... Params>
+    boost::asio::awaitable<expected<result>> execute(const prepared_statement& st, Params... params)
+    {
+        if (!e_)
+            co_return fail(errc::connection_lost, "connection was moved from");
+        detail::pq_engine& e = *e_;
+        if (st.owner_.lock() != e_ || st.generation_ != e.generation())
+            co_return fail(errc::invalid_argument,
+                           "the statement was prepared on another connection, or before this "
+                           "one reconnected: prepare it again");
+        std::string buf;
+        auto enc = detail::encode_params(buf, params...);
+        if (!enc)
+            co_return tl::unexpected(std::move(enc.error()));
+        if (auto ok = detail::check_prepared_params(st, enc->types.data(), enc->count()); !ok)
+            co_return tl::unexpected(std::move(ok.error()));
+        const auto deadline = direct_deadline();
+        if (auto ok = co_await detail::begin_direct(e, deadline); !ok)
+            co_return tl::unexpected(std::move(ok.error()));
+        PGconn* c = e.session().native();
+        auto r = co_await send_direct(
+            PQsendQueryPrepared(c, st.name().c_str(), enc->count(), enc->values.data(),
+                                enc->binary ? enc->lengths.data() : nullptr,
+                                enc->binary ? enc->formats.data() : nullptr, 0),
+            deadline);
+        e.release();
+        co_return r;
+    }
+
+    /// Starts `sql`, a COPY ... FROM STDIN, and returns the writer for its rows (the connection
+    /// is busy until the writer finishes). Errors: query_failed (the server refused the
+    /// statement), invalid_argument (not a COPY FROM STDIN), busy, connection_lost, cancelled.
+    boost::asio::awaitable<expected<copy_writer>> copy_in(std::string_view sql)
+    {
+        auto e = co_await detail::start_copy(e_, sql, PGRES_COPY_IN);
+        if (!e)
+            co_return tl::unexpected(std::move(e.error()));
+        co_return copy_writer(std::move(*e));
+    }
+
+    /// Starts `sql`, a COPY ... TO STDOUT, and returns the reader of its rows. Errors: as
+    /// copy_in() (invalid_argument: not a COPY TO STDOUT).
+    boost::asio::awaitable<expected<copy_reader>> copy_out(std::string_view sql)
+    {
+        auto e = co_await detail::start_copy(e_, sql, PGRES_COPY_OUT);
+        if (!e)
+            co_return tl::unexpected(std::move(e.error()));
+        co_return copy_reader(std::move(*e));
+    }
+
     /// query(), then the only row as T (see result::one): out_of_range unless exactly one row.
     template <class T, class... Params>
     boost::asio::awaitable<expected<T>> query_one(std::string_view sql, Params... params)
@@ -223,6 +355,23 @@ public:
     std::shared_ptr<detail::pq_engine> take_engine() && noexcept { return std::move(e_); }
 
 private:
+    // After a PQsend* call (`sent` its outcome): flush, then the statement's result.
+    boost::asio::awaitable<expected<result>> send_direct(int sent,
+                                                         detail::direct_clock::time_point deadline)
+    {
+        detail::pq_engine& e = *e_;
+        if (!sent)
+            co_return e.close_lost(detail::conn_message(e.session().native()));
+        if (auto f = co_await detail::flush_direct(e, deadline); !f)
+            co_return tl::unexpected(std::move(f.error()));
+        co_return co_await detail::finish_direct(e, deadline);
+    }
+    detail::direct_clock::time_point direct_deadline() const noexcept
+    {
+        const auto t = e_->query_timeout();
+        return t.count() > 0 ? detail::direct_clock::now() + t : detail::pq_io::no_deadline;
+    }
+
     std::shared_ptr<detail::pq_engine> e_; // null once moved from
 };
 

@@ -170,6 +170,10 @@ inline expected<void> check_statement(std::string_view sql, std::size_t nparams)
 {
     if (sql.find('\0') != std::string_view::npos)
         return fail(errc::invalid_argument, "SQL text contains an embedded NUL byte");
+    if (is_client_copy(sql))
+        return fail(errc::invalid_argument,
+                    "COPY ... FROM STDIN / TO STDOUT is not a query: use connection::copy_in() "
+                    "or copy_out()");
     if (nparams == 0)
         return {};
     const auto highest = highest_placeholder(sql);

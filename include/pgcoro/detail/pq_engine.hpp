@@ -133,6 +133,8 @@ public:
             co_return fail(errc::busy, "connection is running another operation");
         busy_guard guard(e);
         e.close(error(errc::connection_lost, "connection reopened"));
+        ++e.generation_; // statements prepared on the old session are gone
+        e.pgbouncer_ = cfg.pgbouncer;
         e.cancel_timeout_ =
             cfg.cancel_timeout.count() > 0 ? cfg.cancel_timeout : std::chrono::seconds(5);
         e.query_timeout_ = cfg.query_timeout;
@@ -376,6 +378,50 @@ public:
         co_return expected<void>{};
     }
 
+    // ---- operations that span calls (COPY, streamed results: see pq_direct.hpp) ------------
+    // Marks the connection busy for an operation made of several calls; false when busy.
+    bool claim() noexcept
+    {
+        if (busy_)
+            return false;
+        busy_ = true;
+        return true;
+    }
+    // Ends claim() (or a busy_guard); a close() requested meanwhile happens now.
+    void release() noexcept
+    {
+        busy_ = false;
+        if (io_.close_requested())
+        {
+            io_.clear_close_request();
+            close(error(errc::connection_lost, "connection closed by its owner"));
+        }
+    }
+    // Which session this is (each connect() starts a new one), for prepared_statement.
+    std::uint64_t generation() const noexcept { return generation_; }
+    // A statement name unique in this engine's life ("pgcoro_x<n>": never a cache name).
+    std::string take_prepared_name() { return "pgcoro_x" + std::to_string(++prepared_names_); }
+    // Whether the connection was opened in pgbouncer mode.
+    bool pgbouncer() const noexcept { return pgbouncer_; }
+
+    // Closes the connection with `msg` as connection_lost, returned as the failure.
+    tl::unexpected<error> close_lost(std::string msg) noexcept { return lost(std::move(msg)); }
+    // close_lost() for an operation left mid-statement: a cancel request first (on a helper
+    // thread), so a statement that writes nothing for a while still ends on the server.
+    tl::unexpected<error> cancel_and_close(std::string msg) noexcept
+    {
+        if (session_.native())
+            try
+            {
+                send_cancel();
+            }
+            catch (...)
+            {
+            }
+        cancel_.reset(); // the request runs on its own; this connection is gone
+        return lost(std::move(msg));
+    }
+
 private:
     template <class... Params>
     struct exclusive_statement final : pq_op
@@ -503,15 +549,7 @@ private:
         explicit busy_guard(pq_engine& e) noexcept : e_(e) { e_.busy_ = true; }
         busy_guard(const busy_guard&) = delete;
         busy_guard& operator=(const busy_guard&) = delete;
-        ~busy_guard()
-        {
-            e_.busy_ = false;
-            if (e_.io_.close_requested())
-            {
-                e_.io_.clear_close_request();
-                e_.close(error(errc::connection_lost, "connection closed by its owner"));
-            }
-        }
+        ~busy_guard() { e_.release(); }
         pq_engine& e_;
     };
 
@@ -538,7 +576,10 @@ private:
     std::chrono::milliseconds slow_threshold_{0}; // on_slow_query from here on; 0 = off
     std::string params_;                          // encoded parameters, reused
     std::string sql_;                             // NUL-terminated statement text, reused
-    std::size_t largest_statement_ = 0;           // see largest_statement_bytes()
+    std::uint64_t generation_ = 0;
+    std::uint64_t prepared_names_ = 0;
+    bool pgbouncer_ = false;
+    std::size_t largest_statement_ = 0; // see largest_statement_bytes()
     bool busy_ = false;
 };
 

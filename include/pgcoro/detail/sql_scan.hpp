@@ -106,6 +106,61 @@ constexpr std::size_t skip_block_comment(std::string_view s, std::size_t i) noex
     return s.size();
 }
 
+// True when `s`, a statement whose first word is COPY, names STDIN or STDOUT outside literals,
+// quoted identifiers and comments: COPY ... FROM STDIN / TO STDOUT, which needs the COPY API
+// (query() cannot serve the COPY protocol). Other COPYs (to or from a server file or program)
+// are plain commands.
+constexpr bool is_client_copy(std::string_view s) noexcept
+{
+    auto lower = [](char c)
+    {
+        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    auto word_at = [&](std::size_t i, std::string_view w)
+    {
+        if (i + w.size() > s.size() || (i > 0 && sql_ident_char(s[i - 1])))
+            return false;
+        for (std::size_t k = 0; k < w.size(); ++k)
+            if (lower(s[i + k]) != w[k])
+                return false;
+        return i + w.size() == s.size() || !sql_ident_char(s[i + w.size()]);
+    };
+    bool first = true;
+    std::size_t i = 0;
+    while (i < s.size())
+    {
+        const char c = s[i];
+        if (sql_space(c))
+            ++i;
+        else if (c == '-' && i + 1 < s.size() && s[i + 1] == '-')
+        {
+            const auto nl = s.find('\n', i);
+            i = nl == std::string_view::npos ? s.size() : nl;
+        }
+        else if (c == '/' && i + 1 < s.size() && s[i + 1] == '*')
+            i = skip_block_comment(s, i);
+        else if (first)
+        {
+            if (!word_at(i, "copy"))
+                return false;
+            first = false;
+            i += 4;
+        }
+        else if (c == '\'' || c == 'e' || c == 'E')
+            i = c == '\'' ? skip_quoted(s, i, false)
+                : (i + 1 < s.size() && s[i + 1] == '\'' && !(i > 0 && sql_ident_char(s[i - 1])))
+                    ? skip_quoted(s, i + 1, true)
+                    : i + 1;
+        else if (c == '"')
+            i = skip_quoted_ident(s, i);
+        else if (word_at(i, "stdin") || word_at(i, "stdout"))
+            return true;
+        else
+            ++i;
+    }
+    return false;
+}
+
 // The highest $n placeholder in `sql` (0 when there is none), skipping what PostgreSQL's lexer
 // skips: 'string' and E'escaped' literals, "quoted identifiers", $tag$dollar quotes$tag$,
 // -- line and nested /* block */ comments, and identifiers that contain '$' (a$1). nullopt
