@@ -3,6 +3,7 @@
 #ifndef PGCORO_ARRAY_HPP
 #define PGCORO_ARRAY_HPP
 
+#include <pgcoro/detail/hex.hpp>
 #include <pgcoro/detail/text_codec.hpp>
 #include <pgcoro/detail/type_oids.hpp>
 #include <pgcoro/error.hpp>
@@ -164,13 +165,7 @@ struct value_traits<std::vector<E>>
             if constexpr (detail::is_binary<element>::value)
             { // bytea elements travel as hex text inside the literal
                 std::string hex = "\\x";
-                constexpr char digits[] = "0123456789abcdef";
-                for (char ch : tmp)
-                {
-                    const auto c = static_cast<unsigned char>(ch);
-                    hex.push_back(digits[c >> 4]);
-                    hex.push_back(digits[c & 15]);
-                }
+                detail::append_hex(tmp, hex);
                 tmp.swap(hex);
             }
             detail::append_quoted_element(tmp, out);

@@ -3,6 +3,7 @@
 #ifndef PGCORO_BYTEA_HPP
 #define PGCORO_BYTEA_HPP
 
+#include <pgcoro/detail/hex.hpp>
 #include <pgcoro/detail/type_oids.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/value_traits.hpp>
@@ -21,17 +22,6 @@ using bytes_view = std::span<const std::byte>;
 
 namespace detail
 {
-
-inline int hex_digit(char c) noexcept
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 // bytea's text output: hex ("\x0aff", bytea_output = hex, the default) or escape format
 // (printable bytes as they are, "\\" for a backslash, "\ooo" octal for the others).

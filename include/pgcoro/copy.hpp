@@ -3,6 +3,7 @@
 #ifndef PGCORO_COPY_HPP
 #define PGCORO_COPY_HPP
 
+#include <pgcoro/detail/hex.hpp>
 #include <pgcoro/detail/pq_direct.hpp>
 #include <pgcoro/detail/text_codec.hpp>
 #include <pgcoro/error.hpp>
@@ -63,13 +64,7 @@ expected<void> append_copy_field(const T& v, std::string& out, std::string& tmp)
         else
         { // bytea: its text form, \x and hex digits
             std::string hex = "\\x";
-            constexpr char digits[] = "0123456789abcdef";
-            for (char ch : tmp)
-            {
-                const auto c = static_cast<unsigned char>(ch);
-                hex += digits[c >> 4];
-                hex += digits[c & 15];
-            }
+            append_hex(tmp, hex);
             tmp.swap(hex);
         }
         for (char c : tmp)

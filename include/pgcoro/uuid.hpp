@@ -3,7 +3,7 @@
 #ifndef PGCORO_UUID_HPP
 #define PGCORO_UUID_HPP
 
-#include <pgcoro/bytea.hpp>
+#include <pgcoro/detail/hex.hpp>
 #include <pgcoro/detail/type_oids.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/value_traits.hpp>
@@ -25,13 +25,12 @@ struct value_traits<boost::uuids::uuid>
     static constexpr Oid oid = detail::oid_uuid;
     static expected<void> encode(const boost::uuids::uuid& v, std::string& out)
     {
-        constexpr char hex[] = "0123456789abcdef";
         for (std::size_t i = 0; i < 16; ++i)
         {
             if (i == 4 || i == 6 || i == 8 || i == 10)
                 out.push_back('-');
-            out.push_back(hex[v.data[i] >> 4]);
-            out.push_back(hex[v.data[i] & 15]);
+            out.push_back(detail::hex_digits[v.data[i] >> 4]);
+            out.push_back(detail::hex_digits[v.data[i] & 15]);
         }
         return {};
     }

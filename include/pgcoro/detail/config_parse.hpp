@@ -4,6 +4,7 @@
 #define PGCORO_DETAIL_CONFIG_PARSE_HPP
 
 #include <pgcoro/connect_config.hpp>
+#include <pgcoro/detail/hex.hpp>
 #include <pgcoro/profile.hpp>
 
 #include <tl/expected.hpp>
@@ -202,17 +203,6 @@ inline parsed<ssl_mode> parse_sslmode(std::string_view s)
     return parse_fail("unknown sslmode", std::string(allowed_sslmode));
 }
 
-constexpr int hex_value(char c) noexcept
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 // RFC 3986 percent-decoding as libpq does it: "%2F" -> '/'; a bad escape or "%00" fails.
 inline std::optional<std::string> percent_decode(std::string_view s)
 {
@@ -227,8 +217,8 @@ inline std::optional<std::string> percent_decode(std::string_view s)
         }
         if (i + 2 >= s.size())
             return std::nullopt;
-        int hi = hex_value(s[i + 1]);
-        int lo = hex_value(s[i + 2]);
+        int hi = hex_digit(s[i + 1]);
+        int lo = hex_digit(s[i + 2]);
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
             return std::nullopt;
         out += static_cast<char>(hi * 16 + lo);
