@@ -219,14 +219,50 @@ TEST(Copy, AbandonedWriterAndReaderCloseTheConnectionAndTheServerStops)
             PGCORO_CO_ASSERT(c2.has_value());
             const int pid2 = c2->backend_pid();
             {
-                auto r = co_await c2->copy_out(
-                    "COPY (SELECT g FROM generate_series(1, 10000000) g) TO STDOUT");
+                auto r =
+                    co_await c2->copy_out("COPY (SELECT generate_series(1, 10000000)) TO STDOUT");
                 PGCORO_CO_ASSERT(r.has_value());
                 auto first = co_await r->next();
                 PGCORO_CO_ASSERT(first.has_value() && first->has_value());
             } // abandoned mid-way
             EXPECT_FALSE(c2->is_open());
             EXPECT_TRUE(co_await backend_gone(*observer, pid2));
+        }());
+}
+
+TEST(Copy, CancelledCopyOutEndsTheStatementOnTheServer)
+{
+    asio::io_context io;
+    run(io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto observer = co_await connect();
+            auto c = co_await connect();
+            PGCORO_CO_ASSERT(observer.has_value() && c.has_value());
+            const int pid = c->backend_pid();
+            // Rows wider than the server's 8 KiB send buffer, so each is sent as it is made.
+            auto r = co_await c->copy_out("COPY (SELECT pg_sleep(0.05), repeat('x', 9000) FROM "
+                                          "generate_series(1, 1000) g) TO STDOUT");
+            PGCORO_CO_ASSERT(r.has_value());
+            asio::cancellation_signal stop;
+            asio::steady_timer t(io);
+            t.expires_after(200ms);
+            t.async_wait([&](auto) { stop.emit(asio::cancellation_type::terminal); });
+            int lines = 0;
+            pgcoro::expected<std::optional<std::string_view>> line = std::nullopt;
+            for (;;)
+            {
+                line = co_await asio::co_spawn(
+                    io, r->next(), asio::bind_cancellation_slot(stop.slot(), asio::use_awaitable));
+                if (!line || !*line)
+                    break;
+                ++lines;
+            }
+            PGCORO_CO_ASSERT(!line.has_value());
+            EXPECT_TRUE(line.error().is(errc::cancelled)) << line.error().to_string();
+            EXPECT_LT(lines, 1000);
+            EXPECT_FALSE(c->is_open());
+            EXPECT_TRUE(co_await backend_gone(*observer, pid));
         }());
 }
 
@@ -353,7 +389,7 @@ TEST(Stream, AbandonedAndCancelledStreamsEndTheStatementOnTheServer)
                 auto lease = co_await pool.acquire();
                 PGCORO_CO_ASSERT(lease.has_value());
                 pid = (*lease)->backend_pid();
-                auto s = co_await (*lease)->stream("SELECT g FROM generate_series(1, 100000000) g");
+                auto s = co_await (*lease)->stream("SELECT generate_series(1, 100000000)");
                 PGCORO_CO_ASSERT(s.has_value());
                 auto first = co_await s->next();
                 PGCORO_CO_ASSERT(first.has_value() && *first);
@@ -369,7 +405,9 @@ TEST(Stream, AbandonedAndCancelledStreamsEndTheStatementOnTheServer)
             auto c = co_await connect();
             PGCORO_CO_ASSERT(c.has_value());
             const int pid2 = c->backend_pid();
-            auto s = co_await c->stream("SELECT pg_sleep(0.05), g FROM generate_series(1, 1000) g");
+            auto s =
+                co_await c->stream( // rows wider than the server's send buffer: sent one by one
+                    "SELECT pg_sleep(0.05), repeat('x', 9000) FROM generate_series(1, 1000) g");
             PGCORO_CO_ASSERT(s.has_value());
             asio::cancellation_signal stop;
             asio::steady_timer t(io);
