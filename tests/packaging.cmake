@@ -1,6 +1,6 @@
 # Packaging tests (included by tests/CMakeLists.txt; label "packaging"):
 #  - pgcoro_header_check: one generated TU per public header, built with ALL under the
-#    project's warning flags, so every public header compiles on its own (packaging.headers
+#    project's warning flags plus -Wshadow -Wconversion -Wsign-conversion, so every public header compiles on its own (packaging.headers
 #    re-checks the target is up to date);
 #  - packaging.agreement: version and dependency lists agree across CMake, version.hpp,
 #    pgcoroConfig.cmake.in, vcpkg.json (root + port), conanfile.py and CHANGELOG.md;
@@ -26,6 +26,9 @@ foreach(header ${PGCORO_PUBLIC_HEADERS})
 endforeach()
 add_library(pgcoro_header_check OBJECT ${PGCORO_HEADER_CHECK_SOURCES})
 target_link_libraries(pgcoro_header_check PRIVATE pgcoro::pgcoro pgcoro_warnings)
+# A user's strictest set on top (issue 22): pkg-config and add_subdirectory users see pgcoro's
+# headers as their own code, not as system headers.
+target_compile_options(pgcoro_header_check PRIVATE -Wshadow -Wconversion -Wsign-conversion)
 add_test(NAME packaging.headers
          COMMAND ${CMAKE_COMMAND} --build ${CMAKE_BINARY_DIR} --target pgcoro_header_check)
 set_tests_properties(packaging.headers PROPERTIES LABELS "packaging" TIMEOUT 300)

@@ -26,7 +26,7 @@ inline constexpr retry_policy availability_policy = []
     return p;
 }();
 
-/// Pings the database through `pool` (acquire + an empty statement), retrying transient
+/// Pings the database through `target` (acquire + an empty statement), retrying transient
 /// failures per `policy`.
 ///
 /// Completes with: true as soon as one ping succeeds; false only after every attempt failed
@@ -35,13 +35,13 @@ inline constexpr retry_policy availability_policy = []
 /// Cancellation: terminal; completes with false.
 /// Resumes on: the caller's executor.
 template <class Executor>
-boost::asio::awaitable<bool> is_database_available(basic_pool<Executor>& pool,
+boost::asio::awaitable<bool> is_database_available(basic_pool<Executor>& target,
                                                    retry_policy policy = availability_policy,
                                                    error* last_error = nullptr)
 {
     policy.idempotent = true;
-    auto r = co_await retry(policy, [&pool]()
-                            { return pool.run([](connection& c) { return c.query(""); }); });
+    auto r = co_await retry(policy, [&target]()
+                            { return target.run([](connection& c) { return c.query(""); }); });
     if (!r && last_error)
         *last_error = r.error();
     co_return r.has_value();

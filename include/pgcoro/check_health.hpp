@@ -36,24 +36,24 @@ struct health_options
     observer* report_to = nullptr;
 };
 
-/// Pings the database through `pool` (an acquire and an empty statement, bounded by
+/// Pings the database through `target` (an acquire and an empty statement, bounded by
 /// ping_timeout) and grades the pool with evaluate(): unhealthy when the ping fails or the
 /// breaker is open, degraded or healthy by the thresholds. The ping check's detail says
 /// "ok in 0.412 ms" or "failed: pool_timeout" (the error code only; no message text).
 /// Completes with: the report (never an error: a failed ping is a finding).
 /// Cancellation: the ping is cancelled and reported as failed.
 /// Resumes on: the awaiting coroutine's executor.
-/// Lifetime: `pool` and the objects `opts` points to must outlive the operation.
+/// Lifetime: `target` and the objects `opts` points to must outlive the operation.
 template <class Executor>
-boost::asio::awaitable<health_report> check_health(basic_pool<Executor>& pool,
+boost::asio::awaitable<health_report> check_health(basic_pool<Executor>& target,
                                                    health_options opts = {})
 {
     const auto start = std::chrono::steady_clock::now();
     auto ping = co_await with_timeout(
-        opts.ping_timeout, pool.run([](connection& c) { return c.query(""); }), opts.report_to);
+        opts.ping_timeout, target.run([](connection& c) { return c.query(""); }), opts.report_to);
     const double ping_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    const pool_stats gauges = pool.stats();
+    const pool_stats gauges = target.stats();
     const metrics_snapshot m = opts.metrics ? opts.metrics->snapshot(gauges) : metrics_snapshot{};
     std::optional<breaker_state> breaker;
     if (opts.breaker)

@@ -314,8 +314,9 @@ inline std::string to_url(const connect_config& c)
     auto enc = [](std::string_view s)
     {
         std::string out;
-        for (unsigned char ch : s)
+        for (char raw : s)
         {
+            const auto ch = static_cast<unsigned char>(raw);
             if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                 ch == '-' || ch == '.' || ch == '_' || ch == '~')
                 out += static_cast<char>(ch);

@@ -141,7 +141,10 @@ public:
         return detail::read_row<T>(res_, static_cast<int>(row_), *plan);
     }
     /// Number of columns.
-    std::size_t size() const noexcept { return res_ ? PQnfields(res_) : 0; }
+    std::size_t size() const noexcept
+    {
+        return res_ ? static_cast<std::size_t>(PQnfields(res_)) : 0;
+    }
     /// This row's index in its result.
     std::size_t index() const noexcept { return row_; }
 
@@ -169,11 +172,17 @@ public:
     explicit result(detail::pgresult_ptr r) noexcept : res_(std::move(r)) {}
 
     /// Number of rows.
-    std::size_t size() const noexcept { return res_ ? PQntuples(res_.get()) : 0; }
+    std::size_t size() const noexcept
+    {
+        return res_ ? static_cast<std::size_t>(PQntuples(res_.get())) : 0;
+    }
     /// True when there are no rows.
     bool empty() const noexcept { return size() == 0; }
     /// Number of columns.
-    std::size_t columns() const noexcept { return res_ ? PQnfields(res_.get()) : 0; }
+    std::size_t columns() const noexcept
+    {
+        return res_ ? static_cast<std::size_t>(PQnfields(res_.get())) : 0;
+    }
     /// The name of column `col`, or "" when out of range.
     std::string_view column_name(std::size_t col) const noexcept
     {

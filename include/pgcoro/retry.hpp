@@ -107,8 +107,8 @@ public:
     /// A budget with `cfg` (see retry_budget_config for ranges).
     explicit retry_budget(retry_budget_config cfg = {}) noexcept : cfg_(cfg)
     {
-        auto slot = cfg_.window / slots;
-        slot_width_ = slot.count() > 0 ? slot : std::chrono::milliseconds(1);
+        auto width = cfg_.window / slots;
+        slot_width_ = width.count() > 0 ? width : std::chrono::milliseconds(1);
     }
     retry_budget(const retry_budget&) = delete;
     retry_budget& operator=(const retry_budget&) = delete;

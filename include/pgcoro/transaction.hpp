@@ -239,9 +239,9 @@ auto transact(connection& conn, Body body, transaction_options opts = {}, retry_
 ///
 /// Completes with: the body's value once a run committed.
 /// Errors: acquire()'s errors; the body's error; the last conflict when attempts ran out.
-/// Cancellation, Resumes on, Lifetime: as transact(connection&, ...); `pool` must outlive it.
+/// Cancellation, Resumes on, Lifetime: as transact(connection&, ...); `target` must outlive it.
 template <class Executor, detail::transaction_body Body>
-auto transact(basic_pool<Executor>& pool, Body body, transaction_options opts = {},
+auto transact(basic_pool<Executor>& target, Body body, transaction_options opts = {},
               retry_hooks hooks = {})
     -> boost::asio::awaitable<expected<detail::transaction_value_t<Body>>>
 {
@@ -249,7 +249,7 @@ auto transact(basic_pool<Executor>& pool, Body body, transaction_options opts = 
     once.retry.max_attempts = 1; // the outer retry re-runs it, each time on a fresh lease
     co_return co_await retry(
         opts.retry,
-        [&]() { return pool.run([&](connection& c) { return transact(c, body, once, hooks); }); },
+        [&]() { return target.run([&](connection& c) { return transact(c, body, once, hooks); }); },
         hooks);
 }
 

@@ -231,14 +231,15 @@ constexpr validation_report validate(const connect_preset& p) noexcept
 
 /// Checks a pool and connect preset together: both on their own, plus statement_timeout below
 /// query_timeout when both are set (so the server cancels first and the connection survives).
-constexpr validation_report validate(const pool_config& pool, const connect_preset& conn) noexcept
+constexpr validation_report validate(const pool_config& pool_cfg,
+                                     const connect_preset& conn) noexcept
 {
-    validation_report r = validate(pool);
+    validation_report r = validate(pool_cfg);
     auto c = validate(conn);
     for (std::size_t i = 0; i < c.count; ++i)
         r.add(c.items[i]);
-    if (conn.statement_timeout.count() > 0 && pool.query_timeout.count() > 0 &&
-        conn.statement_timeout >= pool.query_timeout)
+    if (conn.statement_timeout.count() > 0 && pool_cfg.query_timeout.count() > 0 &&
+        conn.statement_timeout >= pool_cfg.query_timeout)
         r.add({"connect.statement_timeout", config_rule::statement_not_below_query});
     return r;
 }
@@ -330,14 +331,14 @@ inline bool may_run_without_tls(const connect_config& c) noexcept
 }
 
 /// Checks a pool_config and a connect_config together (as validate(pool, connect_preset)).
-inline validation_report validate(const pool_config& pool, const connect_config& conn)
+inline validation_report validate(const pool_config& pool_cfg, const connect_config& conn)
 {
-    validation_report r = validate(pool);
+    validation_report r = validate(pool_cfg);
     auto c = validate(conn);
     for (std::size_t i = 0; i < c.count; ++i)
         r.add(c.items[i]);
-    if (conn.statement_timeout.count() > 0 && pool.query_timeout.count() > 0 &&
-        conn.statement_timeout >= pool.query_timeout)
+    if (conn.statement_timeout.count() > 0 && pool_cfg.query_timeout.count() > 0 &&
+        conn.statement_timeout >= pool_cfg.query_timeout)
         r.add({"connect.statement_timeout", config_rule::statement_not_below_query});
     return r;
 }

@@ -99,7 +99,8 @@ constexpr TimePoint retire_at(TimePoint opened, const pool_config& cfg, double u
     if (cfg.max_lifetime.count() <= 0)
         return TimePoint::max();
     auto jitter = std::min(cfg.max_lifetime_jitter, cfg.max_lifetime);
-    auto cut = std::chrono::milliseconds(static_cast<long long>(jitter.count() * unit_random));
+    auto cut = std::chrono::milliseconds(
+        static_cast<long long>(static_cast<double>(jitter.count()) * unit_random));
     return opened + (cfg.max_lifetime - cut);
 }
 
