@@ -17,7 +17,7 @@ asan)
     flags="address,undefined"
     targets=(pgcoro_unit_tests pgcoro_pq_socket_portable_tests pgcoro_integration_tests pgcoro_tls_tests pgcoro_pgbouncer_tests)
     filter='^(unit|integration|cluster|tls|tls_cluster|pgbouncer)\.'
-    subset='/(pool|pipeline|connection|statement_cache|pool_stress|pool_regression|engine_regression|fault_misuse|fault_terminate)_test\.cpp$'
+    subset='/(pool|pipeline|connection|statement_cache|pool_stress|pool_regression|engine_regression|fault_misuse|fault_terminate|copy_stream|listen)_test\.cpp$'
     ;;
 tsan)
     flags="thread"
