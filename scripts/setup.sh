@@ -11,6 +11,7 @@ packages=(
     clang-14 libclang-rt-14-dev clang-format-14 # fuzzing, second compiler, formatting
     curl openssl procps prometheus             # promtool checks the metrics output
     time strace                                # scripts/compare.sh, scripts/hotpath-evidence.sh
+    python3                                    # packaging agreement check (tests/packaging)
 )
 
 missing=()

@@ -2,8 +2,12 @@
 #  - pgcoro_header_check: one generated TU per public header, built with ALL under the
 #    project's warning flags plus -Wshadow -Wconversion -Wsign-conversion, so every public header compiles on its own (packaging.headers
 #    re-checks the target is up to date);
-#  - packaging.agreement: version and dependency lists agree across CMake, version.hpp,
-#    pgcoroConfig.cmake.in, vcpkg.json (root + port), conanfile.py and CHANGELOG.md;
+#  - packaging.agreement: version, dependencies and their minimums agree across CMake,
+#    version.hpp, pgcoroConfig.cmake.in, the vcpkg manifests and ports, conanfile.py and
+#    CHANGELOG.md, each parsed as its tool reads it (agreement.py); packaging.agreement_mutations
+#    breaks the recipes one way at a time and requires the check to fail on each;
+#  - packaging.vcpkg_manifest, packaging.conan_create: the tools as users run them (skipped
+#    where the tool is not installed);
 #  - packaging.install: a separate configure with tests OFF, installed into a temporary prefix;
 #  - packaging.version_file: the installed version file accepts x.y.z and rejects other minors;
 #  - packaging.cmake_consumer.*, packaging.pkgconfig_consumer.*: an out-of-tree project built
@@ -37,11 +41,29 @@ set_tests_properties(packaging.headers PROPERTIES LABELS "packaging" TIMEOUT 300
 target_compile_definitions(pgcoro_unit_tests
                            PRIVATE PGCORO_TEST_PROJECT_VERSION="${PROJECT_VERSION}")
 
-# --- metadata agreement -----------------------------------------------------------------------
+# --- metadata agreement, and its mutation test ------------------------------------------------
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_test(NAME packaging.agreement
-         COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
-                 -P ${PGCORO_PACKAGING_DIR}/agreement.cmake)
-set_tests_properties(packaging.agreement PROPERTIES LABELS "packaging")
+         COMMAND Python3::Interpreter ${PGCORO_PACKAGING_DIR}/agreement.py ${PROJECT_SOURCE_DIR})
+add_test(NAME packaging.agreement_mutations
+         COMMAND Python3::Interpreter ${PGCORO_PACKAGING_DIR}/agreement_mutations.py
+                 ${PROJECT_SOURCE_DIR})
+set_tests_properties(packaging.agreement packaging.agreement_mutations
+                     PROPERTIES LABELS "packaging" TIMEOUT 120)
+
+# --- vcpkg (manifest mode) and Conan, as their users run them: only where the tool exists -----
+# Neither tool can be installed on pgcoro's Debian CI machines; the tests report "skipped"
+# (exit code 77) there and run wherever vcpkg (VCPKG_ROOT) or conan is present.
+add_test(NAME packaging.vcpkg_manifest
+         COMMAND bash ${PGCORO_PACKAGING_DIR}/vcpkg_consumer.sh ${PROJECT_SOURCE_DIR}
+                 ${PGCORO_PACKAGING_WORK}/vcpkg_manifest ${PGCORO_CLUSTER_DIR})
+set_tests_properties(packaging.vcpkg_manifest PROPERTIES LABELS "packaging" TIMEOUT 1800
+                     SKIP_RETURN_CODE 77 FIXTURES_REQUIRED pg_cluster
+                     RESOURCE_LOCK pg_cluster_server)
+add_test(NAME packaging.conan_create
+         COMMAND bash ${PGCORO_PACKAGING_DIR}/conan_create.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(packaging.conan_create PROPERTIES LABELS "packaging" TIMEOUT 1800
+                     SKIP_RETURN_CODE 77)
 
 # --- install into a temporary prefix ----------------------------------------------------------
 add_test(NAME packaging.install
