@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: BSL-1.0
+// pgcoro/detail/async_op.hpp - one of pgcoro's coroutine operations as an Asio asynchronous
+// operation that takes any completion token (callbacks, use_future, deferred, as_tuple,
+// parallel_group, use_awaitable, ...).
+#ifndef PGCORO_DETAIL_ASYNC_OP_HPP
+#define PGCORO_DETAIL_ASYNC_OP_HPP
+
+#include <pgcoro/detail/spawn_on.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <exception>
+#include <memory>
+#include <utility>
+
+namespace pgcoro::detail
+{
+
+// The initiation of async_run: starts `op` on a strand of `ex` from a posted function (so the
+// handler never runs inside the initiating function), forwards the handler's cancellation slot
+// to it (posted to the strand, dropped once `op` is done: see spawn_on.hpp for why), and
+// delivers the result to the handler through its associated executor (default: `ex`) and
+// allocator, keeping that executor's work counted until then.
+struct async_run_initiation
+{
+    template <class Handler, class T>
+    void operator()(Handler handler, boost::asio::any_io_executor ex,
+                    boost::asio::awaitable<T> op) const
+    {
+        namespace asio = boost::asio;
+        using strand_type = asio::strand<asio::any_io_executor>;
+        strand_type strand = asio::make_strand(ex);
+        auto state = std::make_shared<forwarded_cancellation>();
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected())
+            slot.template emplace<forward_cancellation<strand_type>>(
+                forward_cancellation<strand_type>{state, strand});
+        auto work = asio::prefer(asio::get_associated_executor(handler, ex),
+                                 asio::execution::outstanding_work.tracked);
+        asio::post(
+            strand,
+            [strand, state, op = std::move(op), handler = std::move(handler),
+             work = std::move(work)]() mutable
+            {
+                auto done = [handler = std::move(handler),
+                             work = std::move(work)](std::exception_ptr e, T value) mutable
+                {
+                    if (e) // pgcoro's operations report errors as values; only
+                        std::rethrow_exception(e); // bad_alloc and the like get here
+                    auto alloc = asio::get_associated_allocator(handler);
+                    asio::dispatch(
+                        work, asio::bind_allocator(
+                                  alloc,
+                                  [handler = std::move(handler), value = std::move(value)]() mutable
+                                  {
+                                      // On the handler's executor, where its slot is
+                                      // used: disconnect before completing.
+                                      auto s = asio::get_associated_cancellation_slot(handler);
+                                      if (s.is_connected())
+                                          s.clear();
+                                      std::move(handler)(std::move(value));
+                                  }));
+                };
+                asio::co_spawn(strand, run_marking_done(std::move(op), state),
+                               asio::bind_cancellation_slot(state->signal.slot(), std::move(done)));
+            });
+    }
+};
+
+// Runs the awaitable `op` (which yields T) as an asynchronous operation completing with
+// `void(T)` through `token`. `op` runs on a strand of `ex`; the handler is invoked as Asio's
+// rules say (never from within this call; on its associated executor, default `ex`).
+template <class T, class Token>
+auto async_run(boost::asio::any_io_executor ex, boost::asio::awaitable<T> op, Token&& token)
+{
+    return boost::asio::async_initiate<Token, void(T)>(async_run_initiation{}, token, std::move(ex),
+                                                       std::move(op));
+}
+
+} // namespace pgcoro::detail
+
+#endif // PGCORO_DETAIL_ASYNC_OP_HPP
