@@ -119,6 +119,20 @@ TEST(AsyncOp, AnOperationThatNeverSuspendsStillCompletesLater)
     EXPECT_FALSE(inline_call);
 }
 
+TEST(AsyncOp, AVoidOperationCompletesWithNoArguments)
+{
+    asio::io_context io;
+    bool ran = false, done = false;
+    auto op = [&]() -> asio::awaitable<void>
+    {
+        ran = true;
+        co_return;
+    };
+    async_run(io.get_executor(), op(), [&]() { done = ran; });
+    io.run();
+    EXPECT_TRUE(done);
+}
+
 TEST(AsyncOp, UseFutureWithTheIoContextOnAnotherThread)
 {
     asio::io_context io;

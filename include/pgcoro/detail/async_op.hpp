@@ -24,10 +24,52 @@
 
 #include <exception>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 namespace pgcoro::detail
 {
+
+// Delivers an operation's outcome (`value...`: none when it yields void) to `handler` through
+// `work` (the handler's executor, its work counted) with the handler's allocator; there, where
+// the handler's cancellation slot is used, the slot is disconnected first.
+template <class Handler, class Work, class... Value>
+void deliver(Handler handler, Work work, Value... value)
+{
+    namespace asio = boost::asio;
+    auto alloc = asio::get_associated_allocator(handler);
+    asio::dispatch(work, asio::bind_allocator(
+                             alloc,
+                             [handler = std::move(handler), ... value = std::move(value)]() mutable
+                             {
+                                 auto s = asio::get_associated_cancellation_slot(handler);
+                                 if (s.is_connected())
+                                     s.clear();
+                                 std::move(handler)(std::move(value)...);
+                             }));
+}
+
+// co_spawn's completion handler for an operation yielding T (`void(exception_ptr[, T])`).
+// pgcoro's operations report errors as values: only bad_alloc and the like are rethrown.
+template <class T, class Handler, class Work>
+auto make_completion(Handler handler, Work work)
+{
+    if constexpr (std::is_void_v<T>)
+        return [handler = std::move(handler), work = std::move(work)](std::exception_ptr e) mutable
+        {
+            if (e)
+                std::rethrow_exception(e);
+            deliver(std::move(handler), std::move(work));
+        };
+    else
+        return [handler = std::move(handler), work = std::move(work)](std::exception_ptr e,
+                                                                      T value) mutable
+        {
+            if (e)
+                std::rethrow_exception(e);
+            deliver(std::move(handler), std::move(work), std::move(value));
+        };
+}
 
 // The initiation of async_run: starts `op` on a strand of `ex` from a posted function (so the
 // handler never runs inside the initiating function), forwards the handler's cancellation slot
@@ -50,44 +92,39 @@ struct async_run_initiation
                 forward_cancellation<strand_type>{state, strand});
         auto work = asio::prefer(asio::get_associated_executor(handler, ex),
                                  asio::execution::outstanding_work.tracked);
-        asio::post(
-            strand,
-            [strand, state, op = std::move(op), handler = std::move(handler),
-             work = std::move(work)]() mutable
-            {
-                auto done = [handler = std::move(handler),
-                             work = std::move(work)](std::exception_ptr e, T value) mutable
-                {
-                    if (e) // pgcoro's operations report errors as values; only
-                        std::rethrow_exception(e); // bad_alloc and the like get here
-                    auto alloc = asio::get_associated_allocator(handler);
-                    asio::dispatch(
-                        work, asio::bind_allocator(
-                                  alloc,
-                                  [handler = std::move(handler), value = std::move(value)]() mutable
-                                  {
-                                      // On the handler's executor, where its slot is
-                                      // used: disconnect before completing.
-                                      auto s = asio::get_associated_cancellation_slot(handler);
-                                      if (s.is_connected())
-                                          s.clear();
-                                      std::move(handler)(std::move(value));
-                                  }));
-                };
-                asio::co_spawn(strand, run_marking_done(std::move(op), state),
-                               asio::bind_cancellation_slot(state->signal.slot(), std::move(done)));
-            });
+        asio::post(strand,
+                   [strand, state, op = std::move(op), handler = std::move(handler),
+                    work = std::move(work)]() mutable
+                   {
+                       auto done = make_completion<T>(std::move(handler), std::move(work));
+                       asio::co_spawn(
+                           strand, run_marking_done(std::move(op), state),
+                           asio::bind_cancellation_slot(state->signal.slot(), std::move(done)));
+                   });
     }
 };
 
+template <class T>
+struct completion_signature
+{
+    using type = void(T);
+};
+template <>
+struct completion_signature<void>
+{
+    using type = void();
+};
+
 // Runs the awaitable `op` (which yields T) as an asynchronous operation completing with
-// `void(T)` through `token`. `op` runs on a strand of `ex`; the handler is invoked as Asio's
-// rules say (never from within this call; on its associated executor, default `ex`).
+// `void(T)` (`void()` when T is void) through `token`. `op` runs on a strand of `ex`; the handler
+// is invoked as Asio's rules say (never from within this call; on its associated executor, default
+// `ex`).
 template <class T, class Token>
 auto async_run(boost::asio::any_io_executor ex, boost::asio::awaitable<T> op, Token&& token)
 {
-    return boost::asio::async_initiate<Token, void(T)>(async_run_initiation{}, token, std::move(ex),
-                                                       std::move(op));
+    using signature = typename completion_signature<T>::type;
+    return boost::asio::async_initiate<Token, signature>(async_run_initiation{}, token,
+                                                         std::move(ex), std::move(op));
 }
 
 } // namespace pgcoro::detail
