@@ -23,7 +23,7 @@ namespace pgcoro
 /// Only encode/oid are needed to send, only accepts/decode to read. Text is PostgreSQL's text
 /// format; a type with `static constexpr bool binary = true` sends the bytes encode() appends
 /// in binary format instead. NULL is std::optional<T> (or std::nullopt), handled by pgcoro.
-/// See README "Adding a type" for a complete example.
+/// See docs/api.md "Adding a type" for a complete example.
 template <class T>
 struct value_traits;
 

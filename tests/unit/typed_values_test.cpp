@@ -89,7 +89,7 @@ struct plain_row
 
 } // namespace
 
-// ---- the README's extension example, verbatim ---------------------------------------------
+// ---- docs/api.md "Adding a type": the extension example, verbatim -----------------------
 struct cents
 {
     std::int64_t v;
