@@ -55,8 +55,7 @@ private:
             [self = shared_from_this()](pgcoro::expected<pgcoro::lease> conn)
             {
                 if (!conn)
-                    return self->reply(http::status::service_unavailable,
-                                       conn.error().to_string());
+                    return self->reply(http::status::service_unavailable, conn.error().to_string());
                 // The handler chain owns the lease; it goes back to the pool when released.
                 auto held = std::make_shared<pgcoro::lease>(std::move(*conn));
                 (*held)->async_query(

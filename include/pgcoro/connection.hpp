@@ -5,6 +5,7 @@
 
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/copy.hpp>
+#include <pgcoro/detail/async_op.hpp>
 #include <pgcoro/detail/param_pack.hpp>
 #include <pgcoro/detail/pq_direct.hpp>
 #include <pgcoro/detail/pq_engine.hpp>
@@ -133,6 +134,38 @@ public:
                                                    Params... params)
     {
         return detail::pq_engine::query(e_, opts.timeout, sql, std::move(params)...);
+    }
+
+    /// query() as an Asio asynchronous operation, for any completion token: the parameters,
+    /// then the token last (`c.async_query("SELECT $1::int", 7, handler)`). Completion signature
+    /// `void(expected<result>)`; the handler runs on its associated executor (default:
+    /// get_executor()), never inside this call; its cancellation slot cancels as in query().
+    /// Lifetimes as query(). Precondition: the connection was not moved from.
+    template <class... ParamsThenToken>
+    auto async_query(std::string_view sql, ParamsThenToken&&... args)
+    {
+        return detail::with_token_last(
+            [&](auto&& token, auto&&... params)
+            {
+                return detail::async_run(get_executor(),
+                                         query(sql, std::forward<decltype(params)>(params)...),
+                                         std::forward<decltype(token)>(token));
+            },
+            std::forward<ParamsThenToken>(args)...);
+    }
+
+    /// async_query() with per-call options (a timeout for this statement).
+    template <class... ParamsThenToken>
+    auto async_query(const query_options& opts, std::string_view sql, ParamsThenToken&&... args)
+    {
+        return detail::with_token_last(
+            [&](auto&& token, auto&&... params)
+            {
+                return detail::async_run(
+                    get_executor(), query(opts, sql, std::forward<decltype(params)>(params)...),
+                    std::forward<decltype(token)>(token));
+            },
+            std::forward<ParamsThenToken>(args)...);
     }
 
     /// The next notification for a channel this session LISTENs to: one libpq already holds

@@ -6,6 +6,7 @@
 
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
+#include <pgcoro/detail/async_op.hpp>
 #include <pgcoro/detail/pq_shared.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/result.hpp>
@@ -146,6 +147,23 @@ public:
                                                    Params... params)
     {
         return detail::pipeline_query(st_, opts.timeout, sql, std::move(params)...);
+    }
+
+    /// query() as an Asio asynchronous operation for any completion token, the token last
+    /// (`p.async_query("SELECT $1::int", 7, handler)`): `void(expected<result>)`. The statement
+    /// runs on get_executor(), where this must be called from; the handler runs on its
+    /// associated executor (default: get_executor()), never inside this call.
+    template <class... ParamsThenToken>
+    auto async_query(std::string_view sql, ParamsThenToken&&... args)
+    {
+        return detail::with_token_last(
+            [&](auto&& token, auto&&... params)
+            {
+                return detail::async_run(get_executor(),
+                                         query(sql, std::forward<decltype(params)>(params)...),
+                                         std::forward<decltype(token)>(token), false);
+            },
+            std::forward<ParamsThenToken>(args)...);
     }
 
     /// Closes the connection now; pending statements complete with `connection_lost`.
@@ -379,6 +397,23 @@ public:
         if (auto* c = st_->pick())
             return c->query(opts, sql, std::move(params)...);
         return detail::pipeline_group_down();
+    }
+
+    /// query() as an Asio asynchronous operation for any completion token, the token last
+    /// (`g.async_query("SELECT $1::int", 7, handler)`): `void(expected<result>)`. The statement
+    /// runs on get_executor(), where this must be called from; the handler runs on its
+    /// associated executor (default: get_executor()), never inside this call.
+    template <class... ParamsThenToken>
+    auto async_query(std::string_view sql, ParamsThenToken&&... args)
+    {
+        return detail::with_token_last(
+            [&](auto&& token, auto&&... params)
+            {
+                return detail::async_run(get_executor(),
+                                         query(sql, std::forward<decltype(params)>(params)...),
+                                         std::forward<decltype(token)>(token), false);
+            },
+            std::forward<ParamsThenToken>(args)...);
     }
 
     /// Closes every member and stops reconnecting. Idempotent.

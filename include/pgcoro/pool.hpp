@@ -5,6 +5,7 @@
 
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
+#include <pgcoro/detail/async_op.hpp>
 #include <pgcoro/detail/pool_core.hpp>
 #include <pgcoro/detail/spawn_on.hpp>
 #include <pgcoro/error.hpp>
@@ -132,6 +133,40 @@ public:
         auto core = core_;
         co_await boost::asio::co_spawn(core->strand(), core->close(grace),
                                        boost::asio::use_awaitable);
+    }
+
+    /// The executor the pool was created with: the default executor of the handlers of its
+    /// async_* operations.
+    boost::asio::any_io_executor get_executor() const noexcept
+    {
+        return core_->strand().get_inner_executor();
+    }
+
+    /// acquire() as an Asio asynchronous operation, for any completion token (a callback,
+    /// use_future, deferred, as_tuple, use_awaitable, parallel_group, ...). Completion
+    /// signature `void(expected<lease>)`. The handler runs on its associated executor
+    /// (default: get_executor()), never inside this call; its cancellation slot cancels the
+    /// acquire as in acquire(). `co_await pool.acquire()` stays the cheapest spelling.
+    template <class CompletionToken>
+    auto async_acquire(CompletionToken&& token, source_location where = source_location::current())
+    {
+        return detail::async_run(get_executor(), acquire(where),
+                                 std::forward<CompletionToken>(token));
+    }
+
+    /// warmup() as an asynchronous operation: `void(expected<void>)`.
+    template <class CompletionToken>
+    auto async_warmup(CompletionToken&& token)
+    {
+        return detail::async_run(get_executor(), warmup(), std::forward<CompletionToken>(token));
+    }
+
+    /// close(grace) as an asynchronous operation: `void()`.
+    template <class CompletionToken>
+    auto async_close(std::chrono::milliseconds grace, CompletionToken&& token)
+    {
+        return detail::async_run(get_executor(), close(grace),
+                                 std::forward<CompletionToken>(token));
     }
 
     /// Gauges and totals, readable from any thread without waiting.

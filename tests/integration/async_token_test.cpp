@@ -35,6 +35,7 @@
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using pgcoro::errc;
+using pgcoro::test::run;
 using pgcoro::test::test_server;
 
 namespace
@@ -82,7 +83,7 @@ TEST(AsyncToken, CallbacksAcquireQueryAndClose)
                                  });
         });
     acquire_returned = true;
-    io.run();
+    io.run_for(30s); // returns once the pool is closed
     EXPECT_FALSE(acquire_inline);
     EXPECT_EQ(answer, 42);
     EXPECT_TRUE(closed);
@@ -119,8 +120,7 @@ TEST(AsyncToken, DeferredAndAsTupleAndAwaitable)
     asio::io_context io;
     pgcoro::pool pool(io.get_executor(), app(), small_pool());
     int via_tuple = 0, via_awaitable = 0;
-    asio::co_spawn(
-        io,
+    run(io,
         [&]() -> asio::awaitable<void>
         {
             // deferred: nothing starts until the deferred operation is awaited.
@@ -134,9 +134,7 @@ TEST(AsyncToken, DeferredAndAsTupleAndAwaitable)
             auto r2 = co_await (*l)->async_query("SELECT 8", asio::use_awaitable);
             if (r2)
                 via_awaitable = r2->get<int>(0, 0).value_or(0);
-        },
-        asio::detached);
-    io.run();
+        }());
     EXPECT_EQ(via_tuple, 7);
     EXPECT_EQ(via_awaitable, 8);
 }
@@ -150,8 +148,7 @@ TEST(AsyncToken, ParallelGroupAcquireOrTimerCancelsTheWaitingAcquire)
     std::optional<pgcoro::error> waiter_error;
     std::size_t winner = 9;
     std::optional<int> after;
-    asio::co_spawn(
-        io,
+    run(io,
         [&]() -> asio::awaitable<void>
         {
             auto held = co_await pool.acquire(); // the only connection
@@ -159,8 +156,8 @@ TEST(AsyncToken, ParallelGroupAcquireOrTimerCancelsTheWaitingAcquire)
                 co_return;
             asio::steady_timer timer(io, 50ms);
             auto [order, l, ec] =
-                co_await asio::experimental::make_parallel_group(
-                    pool.async_acquire(asio::deferred), timer.async_wait(asio::deferred))
+                co_await asio::experimental::make_parallel_group(pool.async_acquire(asio::deferred),
+                                                                 timer.async_wait(asio::deferred))
                     .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
             (void)ec;
             winner = order[0];
@@ -171,9 +168,7 @@ TEST(AsyncToken, ParallelGroupAcquireOrTimerCancelsTheWaitingAcquire)
             auto again = co_await pool.async_acquire(asio::use_awaitable);
             if (again)
                 after = (*again)->backend_pid() != 0 ? 1 : 0;
-        },
-        asio::detached);
-    io.run();
+        }());
     EXPECT_EQ(winner, 1u);
     ASSERT_TRUE(waiter_error);
     EXPECT_TRUE(waiter_error->is(errc::cancelled)) << *waiter_error;
@@ -185,24 +180,25 @@ TEST(AsyncToken, PipelineQueryWithACallback)
 {
     asio::io_context io;
     std::optional<int> got;
-    asio::co_spawn(
-        io,
+    std::shared_ptr<pgcoro::pipelined_connection> shared;
+    run(io,
         [&]() -> asio::awaitable<void>
         {
-            auto p = co_await pgcoro::open_pipelined(co_await asio::this_coro::executor, app());
-            if (!p)
-                co_return;
-            auto shared = std::make_shared<pgcoro::pipelined_connection>(std::move(*p));
-            std::promise<void> done;
-            shared->async_query("SELECT $1::int * 2", 21,
-                                [&, shared](pgcoro::expected<pgcoro::result> r)
-                                {
-                                    if (r)
-                                        got = r->get<int>(0, 0).value_or(0);
-                                });
-        },
-        asio::detached);
-    io.run();
+            auto p = co_await pgcoro::open_pipelined_connection(co_await asio::this_coro::executor,
+                                                                app());
+            if (p)
+                shared = std::make_shared<pgcoro::pipelined_connection>(std::move(*p));
+        }());
+    ASSERT_TRUE(shared);
+    shared->async_query("SELECT $1::int * 2", 21,
+                        [&](pgcoro::expected<pgcoro::result> r)
+                        {
+                            if (r)
+                                got = r->get<int>(0, 0).value_or(0);
+                            shared->close();
+                        });
+    io.restart();
+    io.run_for(30s);
     EXPECT_EQ(got, 42);
 }
 
@@ -248,9 +244,17 @@ TEST(AsyncToken, FourThreadsCallbacksOnly)
     };
     for (int i = 0; i < chains; ++i)
         std::make_shared<chain>(pool, ok, failed, per_chain)->step();
+    // The chains end by themselves; the pool then has nothing to do but its upkeep timer, so
+    // the threads run for a bounded time and the counts are checked after.
     std::vector<std::thread> threads;
     for (int i = 0; i < 4; ++i)
-        threads.emplace_back([&] { io.run(); });
+        threads.emplace_back(
+            [&]
+            {
+                const auto until = std::chrono::steady_clock::now() + 60s;
+                while (ok + failed < chains * per_chain && std::chrono::steady_clock::now() < until)
+                    io.run_for(50ms);
+            });
     for (auto& t : threads)
         t.join();
     EXPECT_EQ(ok.load(), chains * per_chain);

@@ -22,8 +22,10 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <cstddef>
 #include <exception>
 #include <memory>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -51,19 +53,23 @@ void deliver(Handler handler, Work work, Value... value)
 
 // co_spawn's completion handler for an operation yielding T (`void(exception_ptr[, T])`).
 // pgcoro's operations report errors as values: only bad_alloc and the like are rethrown.
+// `state` owns the signal co_spawn's cancellation slot is bound to: Boost 1.81's awaitable
+// thread clears that slot each time it resumes, until its entry point hands this handler
+// over, so the handler (kept in the entry point's frame until then) keeps the signal alive.
 template <class T, class Handler, class Work>
-auto make_completion(Handler handler, Work work)
+auto make_completion(Handler handler, Work work, std::shared_ptr<forwarded_cancellation> state)
 {
     if constexpr (std::is_void_v<T>)
-        return [handler = std::move(handler), work = std::move(work)](std::exception_ptr e) mutable
+        return [handler = std::move(handler), work = std::move(work),
+                state = std::move(state)](std::exception_ptr e) mutable
         {
             if (e)
                 std::rethrow_exception(e);
             deliver(std::move(handler), std::move(work));
         };
     else
-        return [handler = std::move(handler), work = std::move(work)](std::exception_ptr e,
-                                                                      T value) mutable
+        return [handler = std::move(handler), work = std::move(work),
+                state = std::move(state)](std::exception_ptr e, T value) mutable
         {
             if (e)
                 std::rethrow_exception(e);
@@ -71,34 +77,34 @@ auto make_completion(Handler handler, Work work)
         };
 }
 
-// The initiation of async_run: starts `op` on a strand of `ex` from a posted function (so the
-// handler never runs inside the initiating function), forwards the handler's cancellation slot
-// to it (posted to the strand, dropped once `op` is done: see spawn_on.hpp for why), and
-// delivers the result to the handler through its associated executor (default: `ex`) and
-// allocator, keeping that executor's work counted until then.
+// The initiation of async_run: starts `op` on `ex` (on a strand of `ex` when `own_strand`)
+// from a posted function (so the handler never runs inside the initiating function), forwards
+// the handler's cancellation slot to it (posted there, dropped once `op` is done: see
+// spawn_on.hpp for why), and delivers the result to the handler through its associated
+// executor (default: `ex`) and allocator, keeping that executor's work counted until then.
 struct async_run_initiation
 {
     template <class Handler, class T>
-    void operator()(Handler handler, boost::asio::any_io_executor ex,
-                    boost::asio::awaitable<T> op) const
+    void operator()(Handler handler, boost::asio::any_io_executor ex, boost::asio::awaitable<T> op,
+                    bool own_strand) const
     {
         namespace asio = boost::asio;
-        using strand_type = asio::strand<asio::any_io_executor>;
-        strand_type strand = asio::make_strand(ex);
+        asio::any_io_executor runner =
+            own_strand ? asio::any_io_executor(asio::make_strand(ex)) : ex;
         auto state = std::make_shared<forwarded_cancellation>();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected())
-            slot.template emplace<forward_cancellation<strand_type>>(
-                forward_cancellation<strand_type>{state, strand});
+            slot.template emplace<forward_cancellation<asio::any_io_executor>>(
+                forward_cancellation<asio::any_io_executor>{state, runner});
         auto work = asio::prefer(asio::get_associated_executor(handler, ex),
                                  asio::execution::outstanding_work.tracked);
-        asio::post(strand,
-                   [strand, state, op = std::move(op), handler = std::move(handler),
+        asio::post(runner,
+                   [runner, state, op = std::move(op), handler = std::move(handler),
                     work = std::move(work)]() mutable
                    {
-                       auto done = make_completion<T>(std::move(handler), std::move(work));
+                       auto done = make_completion<T>(std::move(handler), std::move(work), state);
                        asio::co_spawn(
-                           strand, run_marking_done(std::move(op), state),
+                           runner, run_marking_done(std::move(op), state),
                            asio::bind_cancellation_slot(state->signal.slot(), std::move(done)));
                    });
     }
@@ -116,15 +122,32 @@ struct completion_signature<void>
 };
 
 // Runs the awaitable `op` (which yields T) as an asynchronous operation completing with
-// `void(T)` (`void()` when T is void) through `token`. `op` runs on a strand of `ex`; the handler
-// is invoked as Asio's rules say (never from within this call; on its associated executor, default
-// `ex`).
+// `void(T)` (`void()` when T is void) through `token`. `op` runs on a strand of `ex` (or on
+// `ex` itself when the object requires all its calls there: `own_strand` false); the handler
+// is invoked as Asio's rules say: never from within this call, on its associated executor
+// (default `ex`). Precondition: `ex` is not empty.
 template <class T, class Token>
-auto async_run(boost::asio::any_io_executor ex, boost::asio::awaitable<T> op, Token&& token)
+auto async_run(boost::asio::any_io_executor ex, boost::asio::awaitable<T> op, Token&& token,
+               bool own_strand = true)
 {
     using signature = typename completion_signature<T>::type;
     return boost::asio::async_initiate<Token, signature>(async_run_initiation{}, token,
-                                                         std::move(ex), std::move(op));
+                                                         std::move(ex), std::move(op), own_strand);
+}
+
+// Calls `f(token, args...)` for arguments `(args..., token)`: the Asio convention of the
+// completion token last, after a variadic parameter list.
+template <class F, class... Args>
+decltype(auto) with_token_last(F&& f, Args&&... args)
+{
+    static_assert(sizeof...(Args) >= 1, "the last argument must be a completion token");
+    auto refs = std::forward_as_tuple(std::forward<Args>(args)...);
+    constexpr std::size_t n = sizeof...(Args) - 1;
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto)
+    {
+        return std::forward<F>(f)(std::get<n>(std::move(refs)), std::get<I>(std::move(refs))...);
+    }
+    (std::make_index_sequence<n>{});
 }
 
 } // namespace pgcoro::detail
