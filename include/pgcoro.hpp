@@ -4,6 +4,7 @@
 #define PGCORO_HPP
 
 #include <pgcoro/array.hpp>
+#include <pgcoro/async.hpp>
 #include <pgcoro/availability.hpp>
 #include <pgcoro/backoff.hpp>
 #include <pgcoro/bytea.hpp>

@@ -3,8 +3,12 @@
 // coroutine spelling, against the test cluster: callbacks, use_future with the io_context on
 // another thread, deferred, as_tuple, parallel_group (acquire || timer), use_awaitable, and
 // four threads running one io_context with callbacks only.
+#include <pgcoro/async.hpp>
+#include <pgcoro/circuit_breaker.hpp>
 #include <pgcoro/pipeline.hpp>
 #include <pgcoro/pool.hpp>
+#include <pgcoro/retry.hpp>
+#include <pgcoro/with_timeout.hpp>
 
 #include "support/test_server.hpp"
 
@@ -259,4 +263,64 @@ TEST(AsyncToken, FourThreadsCallbacksOnly)
         t.join();
     EXPECT_EQ(ok.load(), chains * per_chain);
     EXPECT_EQ(failed.load(), 0);
+}
+
+TEST(AsyncToken, CombinatorsThroughAsyncRun)
+{
+    asio::io_context io;
+    auto guard = asio::make_work_guard(io);
+    std::thread runner([&] { io.run(); });
+    {
+        pgcoro::pool pool(io.get_executor(), app(), small_pool());
+        auto query = [&pool](std::string sql)
+        {
+            return [&pool, sql]()
+            {
+                return pool.run([sql](pgcoro::connection& c) { return c.query(sql); });
+            };
+        };
+        // retry() with use_future: a transient failure (40001) once, then the answer.
+        int calls = 0;
+        auto flaky = [&]() -> asio::awaitable<pgcoro::expected<int>>
+        {
+            if (++calls == 1)
+                co_return pgcoro::fail(errc::query_failed, "injected serialization failure",
+                                       pgcoro::sqlstate("40001"));
+            auto r = co_await query("SELECT 5")();
+            if (!r)
+                co_return tl::unexpected(r.error());
+            co_return r->get<int>(0, 0).value_or(0);
+        };
+        pgcoro::retry_policy policy;
+        policy.backoff.initial = 1ms;
+        auto f =
+            pgcoro::async_run(io.get_executor(), pgcoro::retry(policy, flaky), asio::use_future);
+        ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+        auto r = f.get();
+        ASSERT_TRUE(r) << r.error();
+        EXPECT_EQ(*r, 5);
+        EXPECT_EQ(calls, 2);
+
+        // with_timeout() with a callback: the timer wins over pg_sleep.
+        std::promise<pgcoro::expected<pgcoro::result>> p;
+        pgcoro::async_run(io.get_executor(),
+                          pgcoro::with_timeout(100ms, query("SELECT pg_sleep(5)")),
+                          [&](pgcoro::expected<pgcoro::result> v) { p.set_value(std::move(v)); });
+        auto fut = p.get_future();
+        ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+        auto t = fut.get();
+        ASSERT_FALSE(t);
+        EXPECT_TRUE(t.error().is(errc::timeout)) << t.error();
+
+        // circuit_breaker::run() with deferred, started later with use_future.
+        pgcoro::circuit_breaker breaker;
+        auto d =
+            pgcoro::async_run(io.get_executor(), breaker.run(query("SELECT 1")), asio::deferred);
+        auto b = std::move(d)(asio::use_future);
+        ASSERT_EQ(b.wait_for(10s), std::future_status::ready);
+        EXPECT_TRUE(b.get());
+        pool.async_close(1s, asio::use_future).get();
+    }
+    guard.reset();
+    runner.join();
 }
