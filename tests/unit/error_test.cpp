@@ -1,6 +1,8 @@
 // Unit tests for pgcoro/error.hpp: codes, SQLSTATE handling and the transient table.
 #include <pgcoro/error.hpp>
 
+#include <boost/system/error_code.hpp>
+
 #include <gtest/gtest.h>
 
 using pgcoro::errc;
@@ -62,4 +64,18 @@ TEST(Error, ToStringShowsCodeStateAndMessage)
     EXPECT_EQ(e.to_string(), "query_failed [22012]: ERROR: division by zero");
     EXPECT_TRUE(e.is(errc::query_failed));
     EXPECT_FALSE(e.transient());
+}
+
+// Asio code expects boost::system::error_code: pgcoro's codes convert both ways and keep their
+// category, so `ec == pgcoro::errc::timeout` holds after the conversion.
+TEST(Error, ConvertsToBoostSystemErrorCode)
+{
+    pgcoro::error e(pgcoro::errc::timeout, "statement timed out");
+    boost::system::error_code from_error = e.code;
+    EXPECT_TRUE(from_error.failed());
+    EXPECT_EQ(from_error, e.code);
+    EXPECT_EQ(from_error.message(), e.code.message());
+    boost::system::error_code from_enum = pgcoro::errc::pool_timeout;
+    EXPECT_EQ(std::error_code(from_enum), pgcoro::make_error_code(pgcoro::errc::pool_timeout));
+    EXPECT_NE(from_enum, boost::system::error_code(pgcoro::errc::timeout));
 }
