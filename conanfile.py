@@ -92,7 +92,7 @@ class PgcoroConan(ConanFile):
         self.cpp_info.set_property("pkg_config_name", "pgcoro")
         self.cpp_info.defines = ["BOOST_ASIO_NO_DEPRECATED"]
         if self.options.separate_compilation:
-            self.cpp_info.libs = ["pgcoro_compiled"]
+            self.cpp_info.libs = ["pgcoro"]
             self.cpp_info.defines.append("PGCORO_SEPARATE_COMPILATION")
         else:
             self.cpp_info.bindirs = []
