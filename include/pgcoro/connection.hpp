@@ -6,9 +6,13 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/copy.hpp>
 #include <pgcoro/detail/async_op.hpp>
+#include <pgcoro/detail/config.hpp>
+#include <pgcoro/detail/notice.hpp>
 #include <pgcoro/detail/param_pack.hpp>
+#ifndef PGCORO_SEPARATE_COMPILATION
 #include <pgcoro/detail/pq_direct.hpp>
 #include <pgcoro/detail/pq_engine.hpp>
+#endif
 #include <pgcoro/error.hpp>
 #include <pgcoro/notification.hpp>
 #include <pgcoro/observer.hpp>
@@ -28,6 +32,30 @@
 
 namespace pgcoro
 {
+
+namespace detail
+{
+
+class pq_engine;
+
+#ifdef PGCORO_SEPARATE_COMPILATION
+// Separate compilation: a statement's parameters, encoded in the caller's TU into the runtime
+// list the out-of-line statement functions take (a pgcoro::params passed alone is kept as is).
+template <class... Params>
+pgcoro::params make_param_list(Params&&... p)
+{
+    if constexpr (is_runtime_list<std::remove_cvref_t<Params>...>)
+        return pgcoro::params((std::forward<Params>(p), ...));
+    else
+    {
+        pgcoro::params list;
+        (list.add(p), ...);
+        return list;
+    }
+}
+#endif
+
+} // namespace detail
 
 /// Per-call options for connection::query().
 struct query_options
@@ -55,29 +83,14 @@ public:
     using executor_type = boost::asio::any_io_executor;
 
     /// A closed connection that will run its operations on `ex` (an executor or a strand).
-    explicit connection(executor_type ex) : e_(std::make_shared<detail::pq_engine>(std::move(ex)))
-    {
-    }
+    explicit connection(executor_type ex);
     /// Takes over `other`'s connection; `other` is left closed.
     connection(connection&& other) noexcept = default;
     /// Closes this connection (as close() does) and takes over `other`'s.
-    connection& operator=(connection&& other) noexcept
-    {
-        if (this != &other)
-        {
-            if (e_)
-                e_->close_by_owner();
-            e_ = std::move(other.e_);
-        }
-        return *this;
-    }
+    connection& operator=(connection&& other) noexcept;
     /// Closes the connection. Destroying it while one of its operations is pending is safe:
     /// that operation ends at once (as after close()) and the rest is freed when it does.
-    ~connection()
-    {
-        if (e_)
-            e_->close_by_owner();
-    }
+    ~connection();
 
     /// Opens the connection: for each configured host, resolves it asynchronously (numeric
     /// addresses and unix-socket directories skip DNS) and tries each address in turn.
@@ -91,10 +104,7 @@ public:
     /// Resumes on: the awaiting coroutine's executor.
     /// Lifetime: `cfg` is copied; closing or destroying the connection meanwhile ends the
     ///   operation with `cancelled`.
-    boost::asio::awaitable<expected<void>> connect(const connect_config& cfg)
-    {
-        return detail::pq_engine::connect(e_, cfg);
-    }
+    boost::asio::awaitable<expected<void>> connect(const connect_config& cfg);
 
     /// Runs one SQL statement with parameters `$1..$n` sent separately from the text (never
     /// spliced into it). Parameters may be bool, integers, float/double, strings and string
@@ -124,8 +134,13 @@ public:
     template <class... Params>
     boost::asio::awaitable<expected<result>> query(std::string_view sql, Params... params)
     {
+#ifdef PGCORO_SEPARATE_COMPILATION
+        return query_list(std::chrono::milliseconds(0), sql,
+                          detail::make_param_list(std::move(params)...));
+#else
         return detail::pq_engine::query(e_, std::chrono::milliseconds(0), sql,
                                         std::move(params)...);
+#endif
     }
 
     /// query() with per-call options (a timeout for this statement).
@@ -133,7 +148,11 @@ public:
     boost::asio::awaitable<expected<result>> query(const query_options& opts, std::string_view sql,
                                                    Params... params)
     {
+#ifdef PGCORO_SEPARATE_COMPILATION
+        return query_list(opts.timeout, sql, detail::make_param_list(std::move(params)...));
+#else
         return detail::pq_engine::query(e_, opts.timeout, sql, std::move(params)...);
+#endif
     }
 
     /// query() as an Asio asynchronous operation, for any completion token: the parameters,
@@ -174,10 +193,7 @@ public:
     /// pgcoro::listener. Errors: `timeout`, `cancelled` (the connection stays usable),
     /// `connection_lost`, `busy`.
     boost::asio::awaitable<expected<notification>>
-    next_notification(std::chrono::milliseconds timeout = std::chrono::milliseconds(0))
-    {
-        return detail::next_notification(e_, timeout);
-    }
+    next_notification(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
     /// Runs `sql` with `params` and returns its rows as a stream read in batches of up to
     /// `max_batch` as they arrive (see row_stream): for results too large to hold. The
@@ -186,10 +202,14 @@ public:
     boost::asio::awaitable<expected<row_stream>> stream(std::size_t max_batch, std::string_view sql,
                                                         Params... params)
     {
+#ifdef PGCORO_SEPARATE_COMPILATION
+        return stream_list(max_batch, sql, detail::make_param_list(std::move(params)...));
+#else
         auto e = co_await detail::start_stream(e_, sql, params...);
         if (!e)
             co_return tl::unexpected(std::move(e.error()));
         co_return row_stream(std::move(*e), max_batch);
+#endif
     }
 
     /// stream() with batches of up to 1024 rows.
@@ -202,43 +222,7 @@ public:
     /// Prepares `sql` under a name of its own and describes it (parameter and column types).
     /// Errors: invalid_argument (pgbouncer mode: a prepared statement is session state the
     /// pooler does not keep), query_failed (the server refused the SQL), busy, connection_lost.
-    boost::asio::awaitable<expected<prepared_statement>> prepare(std::string_view sql)
-    {
-        if (!e_)
-            co_return fail(errc::connection_lost, "connection was moved from");
-        detail::pq_engine& e = *e_;
-        if (e.pgbouncer())
-            co_return fail(errc::invalid_argument,
-                           "prepare() is refused in pgbouncer mode: transaction pooling does not "
-                           "keep a session's prepared statements");
-        if (sql.find('\0') != sql.npos)
-            co_return fail(errc::invalid_argument, "SQL text contains an embedded NUL byte");
-        const auto deadline = direct_deadline();
-        if (auto ok = co_await detail::begin_direct(e, deadline); !ok)
-            co_return tl::unexpected(std::move(ok.error()));
-        prepared_statement st;
-        st.owner_ = e_;
-        st.generation_ = e.generation();
-        st.name_ = e.take_prepared_name();
-        st.sql_.assign(sql);
-        PGconn* c = e.session().native();
-        expected<result> r = co_await send_direct(
-            PQsendPrepare(c, st.name_.c_str(), st.sql_.c_str(), 0, nullptr), deadline);
-        if (r)
-            r = co_await send_direct(PQsendDescribePrepared(c, st.name_.c_str()), deadline);
-        e.release();
-        if (!r)
-            co_return tl::unexpected(std::move(r.error()));
-        const PGresult* d = r->native_handle();
-        for (int i = 0; i < PQnparams(d); ++i)
-            st.params_.push_back(PQparamtype(d, i));
-        for (int i = 0; i < PQnfields(d); ++i)
-        {
-            st.column_names_.emplace_back(PQfname(d, i));
-            st.column_types_.push_back(PQftype(d, i));
-        }
-        co_return st;
-    }
+    boost::asio::awaitable<expected<prepared_statement>> prepare(std::string_view sql);
 
     /// Runs `st` (prepared on this connection) with `params`, checked first against its
     /// described parameters: count and types (an integer for a bigint is fine, text for an
@@ -248,6 +232,9 @@ public:
     template <class... Params>
     boost::asio::awaitable<expected<result>> execute(const prepared_statement& st, Params... params)
     {
+#ifdef PGCORO_SEPARATE_COMPILATION
+        return execute_list(st, detail::make_param_list(std::move(params)...));
+#else
         if (!e_)
             co_return fail(errc::connection_lost, "connection was moved from");
         detail::pq_engine& e = *e_;
@@ -272,28 +259,17 @@ public:
             deadline);
         e.release();
         co_return r;
+#endif
     }
 
     /// Starts `sql`, a COPY ... FROM STDIN, and returns the writer for its rows (the connection
     /// is busy until the writer finishes). Errors: query_failed (the server refused the
     /// statement), invalid_argument (not a COPY FROM STDIN), busy, connection_lost, cancelled.
-    boost::asio::awaitable<expected<copy_writer>> copy_in(std::string_view sql)
-    {
-        auto e = co_await detail::start_copy(e_, sql, PGRES_COPY_IN);
-        if (!e)
-            co_return tl::unexpected(std::move(e.error()));
-        co_return copy_writer(std::move(*e));
-    }
+    boost::asio::awaitable<expected<copy_writer>> copy_in(std::string_view sql);
 
     /// Starts `sql`, a COPY ... TO STDOUT, and returns the reader of its rows. Errors: as
     /// copy_in() (invalid_argument: not a COPY TO STDOUT).
-    boost::asio::awaitable<expected<copy_reader>> copy_out(std::string_view sql)
-    {
-        auto e = co_await detail::start_copy(e_, sql, PGRES_COPY_OUT);
-        if (!e)
-            co_return tl::unexpected(std::move(e.error()));
-        co_return copy_reader(std::move(*e));
-    }
+    boost::asio::awaitable<expected<copy_reader>> copy_out(std::string_view sql);
 
     /// query(), then the only row as T (see result::one): out_of_range unless exactly one row.
     template <class T, class... Params>
@@ -320,90 +296,67 @@ public:
     /// operation is pending (from another coroutine) it ends at once, a query with
     /// `connection_lost` (its statement is cancelled on the server), a connect with
     /// `cancelled`, and the close completes as it returns.
-    void close() noexcept
-    {
-        if (e_)
-            e_->close_by_owner();
-    }
+    void close() noexcept;
 
     /// True when no timed-out or cancelled statement is left to finish: the next operation
     /// starts at once (else it first finishes that one: see query()).
-    bool settled() const noexcept { return !e_ || e_->settled(); }
+    bool settled() const noexcept;
     /// The largest statement (SQL text plus parameters, in bytes) this connection has sent.
     /// libpq keeps an output buffer that large until the connection closes, so a pool closes
     /// a connection past pool_max_retained_bytes when it is returned.
-    std::size_t largest_statement_bytes() const noexcept
-    {
-        return e_ ? e_->largest_statement_bytes() : 0;
-    }
+    std::size_t largest_statement_bytes() const noexcept;
     /// Finishes what a timed-out or cancelled statement left (its cancel request, its
     /// results) within `budget`; else closes the connection and fails (`connection_lost`,
     /// `timeout`). Pools call it before they reuse a returned connection.
     /// Cancellation: terminal (the connection is then closed). Resumes on: the awaiting
     /// coroutine's executor.
-    boost::asio::awaitable<expected<void>> settle(std::chrono::milliseconds budget)
-    {
-        return detail::pq_engine::settle_within(e_, budget);
-    }
+    boost::asio::awaitable<expected<void>> settle(std::chrono::milliseconds budget);
 
     /// True when connected and libpq reports the connection OK.
-    bool is_open() const noexcept { return e_ && e_->is_open(); }
+    bool is_open() const noexcept;
     /// libpq's transaction status (PQTRANS_IDLE, PQTRANS_INTRANS, PQTRANS_INERROR, ...).
-    PGTransactionStatusType transaction_status() const noexcept
-    {
-        return e_ ? e_->transaction_status() : PQTRANS_UNKNOWN;
-    }
+    PGTransactionStatusType transaction_status() const noexcept;
     /// How many named prepared statements the statement cache holds on the server now
     /// (connect_config::statement_cache_size; always 0 when the cache is off).
-    std::size_t prepared_statements() const noexcept { return e_ ? e_->prepared_statements() : 0; }
+    std::size_t prepared_statements() const noexcept;
     /// The server process id serving this connection (pgbouncer's key data behind pgbouncer);
     /// 0 when closed.
-    int backend_pid() const noexcept { return e_ ? e_->backend_pid() : 0; }
+    int backend_pid() const noexcept;
     /// Receives the server's notices; by default they are dropped (never printed to stderr).
-    void set_notice_handler(std::function<void(const notice&)> h)
-    {
-        if (e_)
-            e_->set_notice_handler(std::move(h));
-    }
+    void set_notice_handler(std::function<void(const notice&)> h);
     /// Reports every statement query() runs to `o` (on_query_finished, and on_slow_query when
     /// it took `slow_threshold` or longer; 0 = never slow); nullptr stops reporting. `o` must
     /// outlive the connection or the next call. Pools install their observer on leased
     /// connections themselves.
-    void set_observer(observer* o, std::chrono::milliseconds slow_threshold = {}) noexcept
-    {
-        if (e_)
-            e_->set_observer(o, slow_threshold);
-    }
+    void set_observer(observer* o, std::chrono::milliseconds slow_threshold = {}) noexcept;
     /// The executor the connection's operations run on.
-    executor_type get_executor() const noexcept
-    {
-        return e_ ? e_->get_executor() : executor_type();
-    }
+    executor_type get_executor() const noexcept;
     /// The PGconn, for what pgcoro does not wrap; owned by this connection. Do not call
     /// blocking libpq functions on it.
-    PGconn* native_handle() const noexcept { return e_ ? e_->native_handle() : nullptr; }
+    PGconn* native_handle() const noexcept;
 
     /// The connection's libpq engine, for front ends that take it over
     /// (pipelined_connection::adopt()); this connection is left closed.
-    std::shared_ptr<detail::pq_engine> take_engine() && noexcept { return std::move(e_); }
+    std::shared_ptr<detail::pq_engine> take_engine() && noexcept
+    {
+        return std::move(e_);
+    }
 
 private:
     // After a PQsend* call (`sent` its outcome): flush, then the statement's result.
-    boost::asio::awaitable<expected<result>> send_direct(int sent,
-                                                         detail::direct_clock::time_point deadline)
-    {
-        detail::pq_engine& e = *e_;
-        if (!sent)
-            co_return e.close_lost(detail::conn_message(e.session().native()));
-        if (auto f = co_await detail::flush_direct(e, deadline); !f)
-            co_return tl::unexpected(std::move(f.error()));
-        co_return co_await detail::finish_direct(e, deadline);
-    }
-    detail::direct_clock::time_point direct_deadline() const noexcept
-    {
-        const auto t = e_->query_timeout();
-        return t.count() > 0 ? detail::direct_clock::now() + t : detail::pq_io::no_deadline;
-    }
+    boost::asio::awaitable<expected<result>>
+    send_direct(int sent, std::chrono::steady_clock::time_point deadline);
+    // The deadline of a direct operation starting now (the connection's query_timeout).
+    std::chrono::steady_clock::time_point direct_deadline() const noexcept;
+#ifdef PGCORO_SEPARATE_COMPILATION
+    // The out-of-line bodies of the statement templates above, on encoded parameters.
+    boost::asio::awaitable<expected<result>> query_list(std::chrono::milliseconds timeout,
+                                                        std::string_view sql, pgcoro::params list);
+    boost::asio::awaitable<expected<row_stream>>
+    stream_list(std::size_t max_batch, std::string_view sql, pgcoro::params list);
+    boost::asio::awaitable<expected<result>> execute_list(const prepared_statement& st,
+                                                          pgcoro::params list);
+#endif
 
     std::shared_ptr<detail::pq_engine> e_; // null once moved from
 };
@@ -411,16 +364,13 @@ private:
 /// Creates a connection on `ex` and connects it with `cfg` (see connection::connect()).
 /// (Not named `connect`: Asio's execution traits find a free `connect` by argument-dependent
 /// lookup and would probe it with pgcoro's own types.)
-inline boost::asio::awaitable<expected<connection>> open_connection(boost::asio::any_io_executor ex,
-                                                                    const connect_config& cfg)
-{
-    connection c(std::move(ex));
-    auto r = co_await c.connect(cfg);
-    if (!r)
-        co_return tl::unexpected(std::move(r.error()));
-    co_return std::move(c);
-}
+PGCORO_DECL boost::asio::awaitable<expected<connection>>
+open_connection(boost::asio::any_io_executor ex, const connect_config& cfg);
 
 } // namespace pgcoro
+
+#ifndef PGCORO_SEPARATE_COMPILATION
+#include <pgcoro/impl/connection.ipp>
+#endif
 
 #endif // PGCORO_CONNECTION_HPP

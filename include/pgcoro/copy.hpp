@@ -3,8 +3,11 @@
 #ifndef PGCORO_COPY_HPP
 #define PGCORO_COPY_HPP
 
+#include <pgcoro/detail/config.hpp>
 #include <pgcoro/detail/hex.hpp>
+#ifndef PGCORO_SEPARATE_COMPILATION
 #include <pgcoro/detail/pq_direct.hpp>
+#endif
 #include <pgcoro/detail/text_codec.hpp>
 #include <pgcoro/error.hpp>
 
@@ -29,6 +32,8 @@ namespace pgcoro
 
 namespace detail
 {
+
+class pq_engine;
 
 // Appends `v` as one field of COPY's text format: \N for NULL, backslash escapes otherwise.
 template <class T>
@@ -106,14 +111,7 @@ public:
     {
     }
     copy_writer& operator=(copy_writer&&) = delete;
-    ~copy_writer()
-    {
-        if (e_)
-        {
-            e_->cancel_and_close("COPY abandoned before finish()");
-            e_->release();
-        }
-    }
+    ~copy_writer();
 
     /// Appends one row in COPY text format (values as for query(); NULL via std::optional or
     /// std::nullopt), sending when 64 KiB are buffered. Errors: invalid_argument (a value that
@@ -151,32 +149,16 @@ public:
     }
 
     /// Appends raw COPY data (whole lines in the statement's format), sending as write_row().
-    boost::asio::awaitable<expected<void>> write_raw(std::string_view data)
-    {
-        if (!e_)
-            co_return fail(errc::invalid_argument, "COPY already finished");
-        buf_.append(data);
-        if (buf_.size() >= chunk)
-            co_return co_await send();
-        co_return expected<void>{};
-    }
+    boost::asio::awaitable<expected<void>> write_raw(std::string_view data);
 
     /// Sends what is buffered and ends the COPY: the number of rows the server copied. Errors:
     /// query_failed with the server's SQLSTATE (a bad row: 22P02, a constraint: 23505, ...;
     /// nothing was copied and the connection is usable), connection_lost, cancelled.
-    boost::asio::awaitable<expected<std::uint64_t>> finish() { return end(nullptr); }
+    boost::asio::awaitable<expected<std::uint64_t>> finish();
 
     /// Ends the COPY with an error (the server copies nothing, 57014); the connection stays
     /// usable.
-    boost::asio::awaitable<expected<void>> abort(std::string reason = "aborted by the client")
-    {
-        auto r = co_await end(reason.c_str());
-        if (!r && r.error().state == sqlstate("57014"))
-            co_return expected<void>{};
-        if (!r)
-            co_return tl::unexpected(std::move(r.error()));
-        co_return expected<void>{};
-    }
+    boost::asio::awaitable<expected<void>> abort(std::string reason = "aborted by the client");
 
 private:
     friend class connection;
@@ -184,101 +166,14 @@ private:
     explicit copy_writer(std::shared_ptr<detail::pq_engine> e) : e_(std::move(e)) {}
 
     // Hands the buffer to libpq and sends it; on a server error ends the COPY.
-    boost::asio::awaitable<expected<void>> send()
-    {
-        detail::pq_engine& e = *e_;
-        PGconn* c = e.session().native();
-        const auto no_deadline = detail::pq_io::no_deadline;
-        std::string_view rest = buf_;
-        while (!rest.empty())
-        {
-            const int n = static_cast<int>(std::min<std::size_t>(rest.size(), INT_MAX));
-            const int r = PQputCopyData(c, rest.data(), n);
-            if (r == 1)
-                rest.remove_prefix(static_cast<std::size_t>(n));
-            else if (r == 0) // libpq's buffer is full: let the socket drain
-            {
-                if (auto f = co_await detail::flush_direct(e, no_deadline); !f)
-                    co_return fail_over(std::move(f.error()));
-            }
-            else
-                co_return co_await server_error();
-        }
-        buf_.clear();
-        if (auto f = co_await detail::flush_direct(e, no_deadline); !f)
-            co_return fail_over(std::move(f.error()));
-        co_return expected<void>{};
-    }
-
+    boost::asio::awaitable<expected<void>> send();
     // PQputCopyEnd(`reason`) after the buffer, then the server's verdict.
-    boost::asio::awaitable<expected<std::uint64_t>> end(const char* reason)
-    {
-        if (!e_)
-            co_return fail(errc::invalid_argument, "COPY already finished");
-        if (!reason && !buf_.empty())
-            if (auto s = co_await send(); !s)
-                co_return tl::unexpected(std::move(s.error()));
-        detail::pq_engine& e = *e_;
-        PGconn* c = e.session().native();
-        for (;;)
-        {
-            const int r = PQputCopyEnd(c, reason);
-            if (r == 1)
-                break;
-            if (r < 0)
-                co_return fail_over(error(errc::connection_lost, detail::conn_message(c)));
-            if (auto f = co_await detail::flush_direct(e, detail::pq_io::no_deadline); !f)
-                co_return fail_over(std::move(f.error()));
-        }
-        if (auto f = co_await detail::flush_direct(e, detail::pq_io::no_deadline); !f)
-            co_return fail_over(std::move(f.error()));
-        auto res = co_await detail::next_result(e, detail::pq_io::no_deadline);
-        if (!res)
-            co_return fail_over(std::move(res.error()));
-        std::optional<error> bad;
-        std::uint64_t rows = 0;
-        if (!*res || PQresultStatus(res->get()) != PGRES_COMMAND_OK)
-            bad = detail::result_error(res->get(), c);
-        else
-            std::from_chars(PQcmdTuples(res->get()),
-                            PQcmdTuples(res->get()) + std::strlen(PQcmdTuples(res->get())), rows);
-        if (auto rest = co_await detail::finish_results(e, detail::pq_io::no_deadline); !rest)
-            co_return fail_over(std::move(rest.error()));
-        release();
-        if (bad)
-            co_return tl::unexpected(std::move(*bad));
-        co_return rows;
-    }
-
+    boost::asio::awaitable<expected<std::uint64_t>> end(const char* reason);
     // The server ended the COPY with an error (PQputCopyData -1): its result.
-    boost::asio::awaitable<expected<void>> server_error()
-    {
-        detail::pq_engine& e = *e_;
-        PGconn* c = e.session().native();
-        auto res = co_await detail::next_result(e, detail::pq_io::no_deadline);
-        if (!res)
-            co_return fail_over(std::move(res.error()));
-        error why = detail::result_error(res->get(), c);
-        if (auto rest = co_await detail::finish_results(e, detail::pq_io::no_deadline); !rest)
-            co_return fail_over(std::move(rest.error()));
-        release();
-        co_return tl::unexpected(std::move(why));
-    }
-
+    boost::asio::awaitable<expected<void>> server_error();
     // Ends the writer after a failure that closed the connection.
-    tl::unexpected<error> fail_over(error why)
-    {
-        e_->close_lost(why.message);
-        release();
-        return tl::unexpected(std::move(why));
-    }
-    void release() noexcept
-    {
-        if (e_)
-            e_->release();
-        e_.reset();
-        buf_.clear();
-    }
+    tl::unexpected<error> fail_over(error why);
+    void release() noexcept;
 
     std::shared_ptr<detail::pq_engine> e_; // null once finished
     std::string buf_;
@@ -297,79 +192,21 @@ public:
     {
     }
     copy_reader& operator=(copy_reader&&) = delete;
-    ~copy_reader()
-    {
-        if (e_)
-        {
-            e_->cancel_and_close("COPY TO STDOUT abandoned before its end");
-            e_->release();
-        }
-    }
+    ~copy_reader();
 
     /// The next row's data, valid until the next call; nullopt at the end (rows() then holds
     /// the server's count). Errors: query_failed (the statement failed mid-way; the
     /// connection is usable), connection_lost, cancelled (the connection is closed).
-    boost::asio::awaitable<expected<std::optional<std::string_view>>> next()
-    {
-        data_.reset();
-        if (!e_)
-            co_return std::optional<std::string_view>{};
-        detail::pq_engine& e = *e_;
-        PGconn* c = e.session().native();
-        for (;;)
-        {
-            char* buf = nullptr;
-            const int n = PQgetCopyData(c, &buf, 1);
-            if (n > 0)
-            {
-                data_.reset(buf);
-                co_return std::optional<std::string_view>(
-                    std::string_view(buf, static_cast<std::size_t>(n)));
-            }
-            if (n == 0)
-            {
-                const auto w =
-                    co_await e.io().wait(detail::wait_for::read, detail::pq_io::no_deadline);
-                if (auto bad = detail::wait_error(w, "COPY TO STDOUT"))
-                    co_return fail_over(std::move(*bad));
-                if (!PQconsumeInput(c))
-                    co_return fail_over(error(errc::connection_lost, detail::conn_message(c)));
-                continue;
-            }
-            if (n < -1)
-                co_return fail_over(error(errc::connection_lost, detail::conn_message(c)));
-            auto res = co_await detail::next_result(e, detail::pq_io::no_deadline);
-            if (!res)
-                co_return fail_over(std::move(res.error()));
-            std::optional<error> bad;
-            if (!*res || PQresultStatus(res->get()) != PGRES_COMMAND_OK)
-                bad = detail::result_error(res->get(), c);
-            else
-                std::from_chars(PQcmdTuples(res->get()),
-                                PQcmdTuples(res->get()) + std::strlen(PQcmdTuples(res->get())),
-                                rows_);
-            if (auto rest = co_await detail::finish_results(e, detail::pq_io::no_deadline); !rest)
-                co_return fail_over(std::move(rest.error()));
-            e_->release();
-            e_.reset();
-            if (bad)
-                co_return tl::unexpected(std::move(*bad));
-            co_return std::optional<std::string_view>{};
-        }
-    }
+    boost::asio::awaitable<expected<std::optional<std::string_view>>> next();
+
     /// Rows the server copied (once next() returned the end).
     std::uint64_t rows() const noexcept { return rows_; }
 
 private:
     friend class connection;
     explicit copy_reader(std::shared_ptr<detail::pq_engine> e) : e_(std::move(e)) {}
-    tl::unexpected<error> fail_over(error why)
-    {
-        e_->cancel_and_close(why.message);
-        e_->release();
-        e_.reset();
-        return tl::unexpected(std::move(why));
-    }
+    tl::unexpected<error> fail_over(error why);
+
     struct pq_free
     {
         void operator()(char* p) const noexcept { PQfreemem(p); }
@@ -381,5 +218,9 @@ private:
 };
 
 } // namespace pgcoro
+
+#ifndef PGCORO_SEPARATE_COMPILATION
+#include <pgcoro/impl/copy.ipp>
+#endif
 
 #endif // PGCORO_COPY_HPP

@@ -4,7 +4,8 @@
 #define PGCORO_LEASE_HPP
 
 #include <pgcoro/connection.hpp>
-#include <pgcoro/detail/pool_core.hpp>
+#include <pgcoro/detail/config.hpp>
+#include <pgcoro/detail/pool_node.hpp>
 #include <pgcoro/source_location.hpp>
 
 #include <memory>
@@ -12,6 +13,14 @@
 
 namespace pgcoro
 {
+
+class lease;
+
+namespace detail
+{
+class pool_core;
+struct lease_access;
+} // namespace detail
 
 /// A connection borrowed from a pool. Move-only. Destroying it (or calling release()) returns
 /// the connection: the pool rolls back an open transaction, and closes the connection instead
@@ -52,13 +61,7 @@ public:
     explicit operator bool() const noexcept { return node_ != nullptr; }
 
     /// Returns the connection to the pool now; the lease becomes empty. Idempotent.
-    void release() noexcept
-    {
-        if (!node_)
-            return;
-        auto core = std::move(core_);
-        core->release(std::exchange(node_, nullptr), broken_); // noexcept
-    }
+    void release() noexcept;
     /// Marks the connection as unusable: it is closed, not reused, when the lease ends.
     void mark_broken() noexcept { broken_ = true; }
     /// Where the acquire() that produced this lease was called.
@@ -70,6 +73,7 @@ public:
 private:
     template <class>
     friend class basic_pool;
+    friend struct detail::lease_access;
     lease(std::shared_ptr<detail::pool_core> core, detail::pool_node* node) noexcept
         : core_(std::move(core)), node_(node)
     {
@@ -80,6 +84,24 @@ private:
     bool broken_ = false;
 };
 
+namespace detail
+{
+
+// Makes leases (for the pool's acquire path).
+struct lease_access
+{
+    static lease make(std::shared_ptr<pool_core> core, pool_node* node) noexcept
+    {
+        return lease(std::move(core), node);
+    }
+};
+
+} // namespace detail
+
 } // namespace pgcoro
+
+#ifndef PGCORO_SEPARATE_COMPILATION
+#include <pgcoro/impl/lease.ipp>
+#endif
 
 #endif // PGCORO_LEASE_HPP

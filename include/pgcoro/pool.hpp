@@ -6,8 +6,8 @@
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/connection.hpp>
 #include <pgcoro/detail/async_op.hpp>
-#include <pgcoro/detail/pool_core.hpp>
-#include <pgcoro/detail/spawn_on.hpp>
+#include <pgcoro/detail/config.hpp>
+#include <pgcoro/detail/pool_node.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/lease.hpp>
 #include <pgcoro/observer.hpp>
@@ -17,9 +17,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <functional>
@@ -28,6 +25,46 @@
 
 namespace pgcoro
 {
+
+namespace detail
+{
+
+class pool_core;
+
+// basic_pool's operations on its type-erased core (impl/pool.ipp): inline when header-only,
+// compiled once from <pgcoro/src.hpp> in separate compilation.
+
+// A new core, started (min_size connects begin in the background).
+PGCORO_DECL std::shared_ptr<pool_core> pool_open(boost::asio::any_io_executor ex,
+                                                 connect_config connect, pool_config cfg,
+                                                 std::shared_ptr<observer> obs);
+// Begins the shutdown of `core` (posted to its strand).
+PGCORO_DECL void pool_shutdown(const std::shared_ptr<pool_core>& core);
+// basic_pool::acquire(): an idle connection without a strand hop, else the slow path.
+PGCORO_DECL boost::asio::awaitable<expected<lease>> pool_acquire(std::shared_ptr<pool_core> core,
+                                                                 source_location where);
+// basic_pool::warmup().
+PGCORO_DECL boost::asio::awaitable<expected<void>> pool_warmup(std::shared_ptr<pool_core> core);
+// basic_pool::close().
+PGCORO_DECL boost::asio::awaitable<void> pool_close(std::shared_ptr<pool_core> core,
+                                                    std::chrono::milliseconds grace);
+// basic_pool::stats().
+PGCORO_DECL pool_stats pool_stats_of(const pool_core& core) noexcept;
+// basic_pool::get_executor(): the executor the pool was created with.
+PGCORO_DECL boost::asio::any_io_executor pool_executor(const pool_core& core) noexcept;
+// basic_pool::on_leak().
+PGCORO_DECL void pool_on_leak(const std::shared_ptr<pool_core>& core,
+                              std::function<void(const leak_info&)> h);
+// basic_pool::set_max_size().
+PGCORO_DECL void pool_set_max_size(const std::shared_ptr<pool_core>& core, std::size_t n);
+// basic_pool::set_acquire_timeout().
+PGCORO_DECL void pool_set_acquire_timeout(const std::shared_ptr<pool_core>& core,
+                                          std::chrono::milliseconds d);
+// basic_pool::set_idle_timeout().
+PGCORO_DECL void pool_set_idle_timeout(const std::shared_ptr<pool_core>& core,
+                                       std::chrono::milliseconds d);
+
+} // namespace detail
 
 /// A lease held longer than pool_config::leak_threshold, as reported to the leak handler.
 using leak_report = detail::leak_info;
@@ -57,20 +94,15 @@ public:
     /// its leases' statements, and is kept alive as long as the pool's internals.
     basic_pool(executor_type ex, connect_config connect, pool_config cfg = {},
                std::shared_ptr<observer> obs = nullptr)
-        : core_(std::make_shared<detail::pool_core>(std::move(ex), std::move(connect), cfg,
-                                                    std::move(obs)))
+        : core_(detail::pool_open(std::move(ex), std::move(connect), cfg, std::move(obs)))
     {
-        boost::asio::post(core_->strand(), [c = core_]() { c->start(); });
     }
     basic_pool(const basic_pool&) = delete;
     basic_pool& operator=(const basic_pool&) = delete;
 
     /// Shuts the pool down without waiting: waiters fail with pool_closed, idle connections
     /// close now, leased ones close when their leases end. Safe while leases are alive.
-    ~basic_pool()
-    {
-        boost::asio::post(core_->strand(), [c = core_]() { c->begin_shutdown(); });
-    }
+    ~basic_pool() { detail::pool_shutdown(core_); }
 
     /// Borrows a connection.
     ///
@@ -89,13 +121,7 @@ public:
     boost::asio::awaitable<expected<lease>>
     acquire(source_location where = source_location::current())
     {
-        auto core = core_;
-        if (auto* n = core->try_acquire(where))
-            co_return lease(std::move(core), n); // an idle connection, without a strand hop
-        auto r = co_await core->acquire_slow(where);
-        if (!r)
-            co_return tl::unexpected(std::move(r.error()));
-        co_return lease(std::move(core), *r);
+        return detail::pool_acquire(core_, where);
     }
 
     /// Acquires a connection, runs `fn(connection&)` (which returns an awaitable of
@@ -118,11 +144,7 @@ public:
     /// Completes with: nothing once they are; the first connect error if a connect fails
     ///   (e.g. connect_failed with 28P01); `timeout` if connect_timeout passes.
     /// Cancellation: terminal; the connects go on in the background.
-    boost::asio::awaitable<expected<void>> warmup()
-    {
-        auto core = core_;
-        co_return co_await detail::spawn_on(core->strand(), core->warmup());
-    }
+    boost::asio::awaitable<expected<void>> warmup() { return detail::pool_warmup(core_); }
 
     /// Closes the pool gracefully: new acquires fail with pool_closed, waiters are woken with
     /// pool_closed, idle connections close, and the call waits up to `grace` for leased
@@ -130,16 +152,14 @@ public:
     /// Completes with: nothing, when every connection is closed or `grace` has passed.
     boost::asio::awaitable<void> close(std::chrono::milliseconds grace = std::chrono::seconds(30))
     {
-        auto core = core_;
-        co_await boost::asio::co_spawn(core->strand(), core->close(grace),
-                                       boost::asio::use_awaitable);
+        return detail::pool_close(core_, grace);
     }
 
     /// The executor the pool was created with: the default executor of the handlers of its
     /// async_* operations.
     boost::asio::any_io_executor get_executor() const noexcept
     {
-        return core_->strand().get_inner_executor();
+        return detail::pool_executor(*core_);
     }
 
     /// acquire() as an Asio asynchronous operation, for any completion token (a callback,
@@ -170,31 +190,24 @@ public:
     }
 
     /// Gauges and totals, readable from any thread without waiting.
-    pool_stats stats() const noexcept { return core_->stats(); }
+    pool_stats stats() const noexcept { return detail::pool_stats_of(*core_); }
 
     /// Calls `h` (on the pool's strand; it must not block) for each lease held longer than
     /// leak_threshold, with the file and line of its acquire(). Set before use.
     void on_leak(std::function<void(const leak_report&)> h)
     {
-        boost::asio::post(core_->strand(), [c = core_, h = std::move(h)]() mutable
-                          { c->set_leak_handler(std::move(h)); });
+        detail::pool_on_leak(core_, std::move(h));
     }
 
     /// Changes max_size at run time (shrinking closes idle connections above it).
-    void set_max_size(std::size_t n)
-    {
-        boost::asio::post(core_->strand(), [c = core_, n]() { c->set_max_size(n); });
-    }
+    void set_max_size(std::size_t n) { detail::pool_set_max_size(core_, n); }
     /// Changes acquire_timeout at run time (for acquires that start afterwards).
     void set_acquire_timeout(std::chrono::milliseconds d)
     {
-        boost::asio::post(core_->strand(), [c = core_, d]() { c->set_acquire_timeout(d); });
+        detail::pool_set_acquire_timeout(core_, d);
     }
     /// Changes idle_timeout at run time (from the next sweep on).
-    void set_idle_timeout(std::chrono::milliseconds d)
-    {
-        boost::asio::post(core_->strand(), [c = core_, d]() { c->set_idle_timeout(d); });
-    }
+    void set_idle_timeout(std::chrono::milliseconds d) { detail::pool_set_idle_timeout(core_, d); }
 
 private:
     std::shared_ptr<detail::pool_core> core_;
@@ -204,5 +217,9 @@ private:
 using pool = basic_pool<>;
 
 } // namespace pgcoro
+
+#ifndef PGCORO_SEPARATE_COMPILATION
+#include <pgcoro/impl/pool.ipp>
+#endif
 
 #endif // PGCORO_POOL_HPP

@@ -3,7 +3,10 @@
 #ifndef PGCORO_PREPARED_HPP
 #define PGCORO_PREPARED_HPP
 
+#include <pgcoro/detail/config.hpp>
+#ifndef PGCORO_SEPARATE_COMPILATION
 #include <pgcoro/detail/pq_direct.hpp>
+#endif
 #include <pgcoro/detail/type_oids.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/result.hpp>
@@ -20,6 +23,11 @@
 
 namespace pgcoro
 {
+
+namespace detail
+{
+class pq_engine;
+} // namespace detail
 
 /// A statement prepared on one connection (connection::prepare()), with the parameter and
 /// result column types the server described. Valid on that connection until it closes or
@@ -86,26 +94,6 @@ inline expected<void> check_prepared_params(const prepared_statement& st, const 
                                                     type_name(want[static_cast<std::size_t>(i)]) +
                                                     ", the value given is " + type_name(types[i]));
     return {};
-}
-
-// Runs the statement already sent (a PQsendQueryPrepared or PQsendPrepare/Describe): its one
-// result, then the end of its results.
-inline asio::awaitable<expected<result>> finish_direct(pq_engine& e,
-                                                       direct_clock::time_point deadline)
-{
-    auto r = co_await next_result(e, deadline);
-    if (!r)
-        co_return tl::unexpected(std::move(r.error()));
-    PGconn* c = e.session().native();
-    const auto status = *r ? PQresultStatus(r->get()) : PGRES_FATAL_ERROR;
-    std::optional<error> bad;
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY)
-        bad = result_error(r->get(), c);
-    if (auto rest = co_await finish_results(e, deadline); !rest)
-        co_return tl::unexpected(std::move(rest.error()));
-    if (bad)
-        co_return tl::unexpected(std::move(*bad));
-    co_return result(std::move(*r));
 }
 
 } // namespace detail

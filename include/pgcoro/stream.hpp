@@ -3,7 +3,10 @@
 #ifndef PGCORO_STREAM_HPP
 #define PGCORO_STREAM_HPP
 
+#include <pgcoro/detail/config.hpp>
+#ifndef PGCORO_SEPARATE_COMPILATION
 #include <pgcoro/detail/pq_direct.hpp>
+#endif
 #include <pgcoro/error.hpp>
 #include <pgcoro/result.hpp>
 
@@ -22,6 +25,11 @@
 namespace pgcoro
 {
 
+namespace detail
+{
+class pq_engine;
+} // namespace detail
+
 /// The rows of one statement as the server sends them (from connection::stream()): memory
 /// holds one batch, whatever the result's size, and the server is read only as fast as
 /// next() is called (back-pressure through the socket). Each batch holds the rows libpq has
@@ -37,44 +45,12 @@ public:
     {
     }
     row_stream& operator=(row_stream&&) = delete;
-    ~row_stream()
-    {
-        if (e_)
-        {
-            e_->cancel_and_close("stream abandoned before its end");
-            e_->release();
-        }
-    }
+    ~row_stream();
 
     /// Reads the next batch into batch(); false at the end of the result. Errors: the
     /// statement's (query_failed with SQLSTATE: the rows before it were delivered; the
     /// connection is usable), connection_lost, cancelled (the connection is closed).
-    boost::asio::awaitable<expected<bool>> next()
-    {
-        batch_.clear();
-        if (!e_)
-            co_return false;
-        detail::pq_engine& e = *e_;
-        PGconn* c = e.session().native();
-        for (;;)
-        {
-            // Every result libpq has parsed, without a wait (one coroutine step per batch).
-            while (!PQisBusy(c))
-            {
-                detail::pgresult_ptr r(PQgetResult(c));
-                const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-                if (status != PGRES_SINGLE_TUPLE)
-                    co_return co_await end(std::move(r), status);
-                batch_.emplace_back(std::move(r));
-                if (batch_.size() >= max_batch_)
-                    co_return true;
-            }
-            if (!batch_.empty())
-                co_return true; // deliver what is here rather than wait for more
-            if (auto w = co_await wait_more(); !w)
-                co_return tl::unexpected(std::move(w.error()));
-        }
-    }
+    boost::asio::awaitable<expected<bool>> next();
 
     /// The next rows mapped to T as they are read (see result::as; T owns its data: no
     /// string_view), each row's libpq result freed at once: the fastest way through a large
@@ -85,6 +61,21 @@ public:
     {
         static_assert(!std::is_same_v<T, std::string_view>,
                       "next_as<T>: T must own its data; use next() and batch_as() for views");
+#ifdef PGCORO_SEPARATE_COMPILATION
+        // Separate compilation: next() (compiled once) reads a batch, mapped here.
+        out.clear();
+        auto more = co_await next();
+        if (!more || !*more)
+            co_return more;
+        auto rows = batch_as<T>();
+        batch_.clear();
+        if (!rows && !e_) // the stream already ended with this batch
+            co_return tl::unexpected(std::move(rows.error()));
+        if (!rows)
+            co_return fail_stream(std::move(rows.error()));
+        out = std::move(*rows);
+        co_return true;
+#else
         out.clear();
         batch_.clear();
         if (!e_)
@@ -124,10 +115,14 @@ public:
             if (auto w = co_await wait_more(); !w)
                 co_return tl::unexpected(std::move(w.error()));
         }
+#endif
     }
 
     /// The rows of the last batch, one single-row result each.
-    const std::vector<result>& batch() const noexcept { return batch_; }
+    const std::vector<result>& batch() const noexcept
+    {
+        return batch_;
+    }
 
     /// The last batch's rows as T (see result::as), checked once per batch.
     template <class T>
@@ -151,57 +146,26 @@ public:
     }
 
     /// True once the whole result was read (or the stream failed).
-    bool done() const noexcept { return !e_; }
+    bool done() const noexcept
+    {
+        return !e_;
+    }
 
 private:
     friend class connection;
 
     // Waits until more of the result arrived; a failure ends the stream (connection closed).
-    boost::asio::awaitable<expected<void>> wait_more()
-    {
-        detail::pq_engine& e = *e_;
-        const auto w = co_await e.io().wait(detail::wait_for::read, detail::pq_io::no_deadline);
-        if (auto bad = detail::wait_error(w, "reading a stream"))
-            co_return fail_stream(std::move(*bad));
-        if (!PQconsumeInput(e.session().native()))
-            co_return fail_stream(
-                error(errc::connection_lost, detail::conn_message(e.session().native())));
-        co_return expected<void>{};
-    }
+    boost::asio::awaitable<expected<void>> wait_more();
     // Ends the stream mid-result: cancel, close, release.
-    tl::unexpected<error> fail_stream(error why)
-    {
-        e_->cancel_and_close(why.message);
-        release();
-        return tl::unexpected(std::move(why));
-    }
-
+    tl::unexpected<error> fail_stream(error why);
     // The statement's last result (`status`, not a row): reads the rest, ends the stream.
-    boost::asio::awaitable<expected<bool>> end(detail::pgresult_ptr r, ExecStatusType status)
-    {
-        detail::pq_engine& e = *e_;
-        std::optional<error> bad;
-        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
-            bad = detail::result_error(r.get(), e.session().native());
-        if (auto rest = co_await detail::finish_results(e, detail::pq_io::no_deadline); !rest)
-            bad = std::move(rest.error());
-        else if (auto reset = co_await detail::end_single_row_mode(e); !reset)
-            bad = std::move(reset.error());
-        release();
-        if (bad)
-            co_return tl::unexpected(std::move(*bad));
-        co_return !batch_.empty();
-    }
+    boost::asio::awaitable<expected<bool>> end(detail::pgresult_ptr r, ExecStatusType status);
+
     row_stream(std::shared_ptr<detail::pq_engine> e, std::size_t max_batch)
         : e_(std::move(e)), max_batch_(max_batch ? max_batch : 1)
     {
     }
-    void release() noexcept
-    {
-        if (e_)
-            e_->release();
-        e_.reset();
-    }
+    void release() noexcept;
 
     std::shared_ptr<detail::pq_engine> e_; // null at the end
     std::vector<result> batch_;
@@ -209,5 +173,9 @@ private:
 };
 
 } // namespace pgcoro
+
+#ifndef PGCORO_SEPARATE_COMPILATION
+#include <pgcoro/impl/stream.ipp>
+#endif
 
 #endif // PGCORO_STREAM_HPP

@@ -8,6 +8,7 @@
 
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/detail/blocking_calls.hpp>
+#include <pgcoro/detail/notice.hpp>
 #include <pgcoro/detail/param_pack.hpp>
 #include <pgcoro/detail/pq_connect.hpp>
 #include <pgcoro/detail/pq_io.hpp>
@@ -33,14 +34,6 @@
 
 namespace pgcoro::detail
 {
-
-/// A server notice as passed to a notice handler; views are valid during the call only.
-struct notice
-{
-    std::string_view severity; ///< "NOTICE", "WARNING", ... (not localized)
-    pgcoro::sqlstate state;    ///< e.g. 01000
-    std::string_view message;  ///< primary message
-};
 
 // PQcancel on a helper thread (PG 15's PQcancel blocks: it connects to the server, sends
 // CancelRequest and waits for the server to close that connection, which is what keeps a late
