@@ -157,9 +157,16 @@ def reference(root):
         elif name == "set" and len(args) >= 3 and "CACHE" in args:
             ref["options"].add(args[0])
             if args[0] == "PGCORO_INSTALL_CMAKEDIR":
-                ref["cmakedir"] = args[1].replace("${CMAKE_INSTALL_DATADIR}", "share")
+                # The header-only layout (the default): package files under share/.
+                ref["cmakedir"] = (args[1].replace("${pgcoro_package_dir}", "share")
+                                   .replace("${CMAKE_INSTALL_DATADIR}", "share"))
         elif name == "target_compile_definitions" and args and args[0] == "pgcoro":
-            ref["defines"].update(a for a in args[1:] if a not in ("INTERFACE", "PUBLIC"))
+            # What every consumer gets; PGCORO_SEPARATE_COMPILATION only with that option.
+            ref["defines"].update(a for a in args[1:]
+                                  if a not in ("INTERFACE", "PUBLIC", "PGCORO_SEPARATE_COMPILATION")
+                                  and not a.startswith("${"))
+            ref["separate_define"] = ref.get("separate_define") or (
+                "PGCORO_SEPARATE_COMPILATION" in args)
     if not ref["version"] or not version_tuple(ref["version"]):
         problem("CMakeLists.txt", "no project(pgcoro VERSION x.y.z)")
     missing = [d for d in DEPS if d not in ref["mins"]]
@@ -244,10 +251,17 @@ def check_portfile(root, rel, ref, features, registry):
     fixup = [a for c, a in cmds if c == "vcpkg_cmake_config_fixup"]
     if not fixup:
         problem(rel, "no vcpkg_cmake_config_fixup")
+    # Where CMake installs the package config: where the portfile tells it, else the default.
+    cmakedir = ref["cmakedir"]
+    for c, args in cmds:
+        for a in args if c == "vcpkg_cmake_configure" else ():
+            m = re.fullmatch(r"-DPGCORO_INSTALL_CMAKEDIR(?::\w+)?=(.*)", a)
+            if m:
+                cmakedir = m.group(1)
     for args in fixup:
-        if keyword_value(args, "CONFIG_PATH") != ref["cmakedir"]:
+        if keyword_value(args, "CONFIG_PATH") != cmakedir:
             problem(rel, f"CONFIG_PATH {keyword_value(args, 'CONFIG_PATH')}, CMake installs "
-                    f"the package config in {ref['cmakedir']}")
+                    f"the package config in {cmakedir}")
     for c, args in cmds:
         if c == "vcpkg_cmake_configure":
             for a in args:
@@ -454,6 +468,12 @@ def check_conan(root, ref):
                     defines.update(ast.literal_eval(n.value))
                 except ValueError:
                     pass
+    if ref.get("separate_define") and not any(
+            isinstance(c.func, ast.Attribute) and c.func.attr == "append" and c.args
+            and isinstance(c.args[0], ast.Constant)
+            and c.args[0].value == "PGCORO_SEPARATE_COMPILATION" for c in calls):
+        problem(rel, "package_info does not define PGCORO_SEPARATE_COMPILATION for the "
+                "separate_compilation option, as CMake's option does")
     if not ref["defines"] <= defines:
         problem(rel, f"package_info defines {sorted(defines)}, CMake's pgcoro target defines "
                 f"{sorted(ref['defines'])}")

@@ -29,6 +29,7 @@ vcpkg_cmake_configure(
         -DPGCORO_BUILD_EXAMPLES=OFF
         -DPGCORO_BUILD_BENCHMARKS=OFF
         -DPGCORO_INSTALL=ON
+        -DPGCORO_INSTALL_CMAKEDIR=share/cmake/pgcoro
 )
 vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(CONFIG_PATH share/cmake/pgcoro)
