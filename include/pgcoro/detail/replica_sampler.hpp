@@ -94,12 +94,12 @@ public:
         for (std::size_t i = 0; i < members_.size(); ++i)
         {
             auto& c = members_[i].cfg;
-            c.connect_timeout = std::min(c.connect_timeout, check_timeout);
-            c.application_name += "-sampler";
             member_status s;
             s.name = members_[i].name;
             s.role = i == 0 ? member_role::primary : member_role::replica;
-            s.url = to_url(members_[i].cfg);
+            s.url = to_url(c); // as the member's pool connects
+            c.connect_timeout = std::min(c.connect_timeout, check_timeout);
+            c.application_name += "-sampler";
             s.reason = "not checked yet";
             status_.push_back(std::move(s));
         }
