@@ -13,6 +13,9 @@
 #       -m immediate`, `ctl DIR replica1 promote`, `ctl DIR replica1 start`.
 #   scripts/test-replica-cluster.sh psql STATE_DIR MEMBER SQL
 #       runs SQL on one member over its unix socket as the superuser.
+#   scripts/test-replica-cluster.sh run STATE_DIR command args...
+#       runs a command with DATABASE_URL (every member, target_session_attrs=read-write) and
+#       DATABASE_REPLICA_URLS (one URL per replica) set for the topology.
 #
 # Conventions as scripts/test-cluster.sh: free ports on 127.0.0.1, a unix-socket directory
 # inside the state's data directory, a superuser `pgcoro` (trust), a database `pgcoro_test`;
@@ -75,6 +78,24 @@ psql)
     as_server_user "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" \
         -U postgres -d pgcoro_test -c "${4:?SQL}"
     exit $?
+    ;;
+run)
+    shift 2
+    [ -f "$state/env" ] || {
+        echo "no replica topology in $state" >&2
+        exit 1
+    }
+    pport=$(env_value PGCORO_REPLICA_PRIMARY_PORT)
+    hosts="127.0.0.1:$pport"
+    replica_urls=""
+    for i in $(seq 1 "$(env_value PGCORO_REPLICA_COUNT)"); do
+        rport=$(env_value "PGCORO_REPLICA_${i}_PORT")
+        hosts="$hosts,127.0.0.1:$rport"
+        replica_urls="$replica_urls${replica_urls:+,}postgres://pgcoro@127.0.0.1:$rport/pgcoro_test?sslmode=disable"
+    done
+    export DATABASE_URL="postgres://pgcoro@$hosts/pgcoro_test?sslmode=disable&target_session_attrs=read-write"
+    export DATABASE_REPLICA_URLS="$replica_urls"
+    exec "$@"
     ;;
 start) ;;
 *)

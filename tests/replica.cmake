@@ -26,3 +26,14 @@ add_test(NAME replica.stop
          COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test-replica-cluster.sh stop
                  ${PGCORO_REPLICA_STATE})
 set_tests_properties(replica.stop PROPERTIES FIXTURES_CLEANUP replica_cluster LABELS "replica")
+
+# examples/08_read_replicas against the replica topology (the examples' own test,
+# example.08_read_replicas, runs it against the single test cluster: reads fall back there).
+if(PGCORO_BUILD_EXAMPLES) # examples/ is added after tests/: no TARGET check here
+    add_test(NAME replica.example_08
+             COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test-replica-cluster.sh run
+                     ${PGCORO_REPLICA_STATE} $<TARGET_FILE:example_08_read_replicas>)
+    set_tests_properties(replica.example_08 PROPERTIES LABELS "replica;example"
+                         FIXTURES_REQUIRED replica_cluster RESOURCE_LOCK pg_cluster_server
+                         TIMEOUT 60)
+endif()
