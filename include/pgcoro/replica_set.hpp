@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -165,20 +166,35 @@ inline tl::expected<std::vector<connect_config>, config_errors> replica_urls_fro
 /// Reads go to the replica in rotation with the fewest connections in use.
 ///
 /// Thread safety: as basic_pool; acquire() and members() from any thread.
+/// Lifetime: the set may be destroyed while acquires are pending; its pools then shut down
+/// when the last of them has completed.
 template <class Executor = boost::asio::any_io_executor>
 class basic_replica_set
 {
 public:
     using executor_type = Executor;
     using pool_type = basic_pool<Executor>;
+    /// Gives each member's pool its own observer, by member name ("primary", "replica1", ...),
+    /// e.g. a stats_collector or a logging_observer per member; null for none.
+    using observer_factory = std::function<std::shared_ptr<observer>(std::string_view member)>;
 
     /// A set over `primary` and `replicas`; starts the pools and the sampler. `obs` (optional)
     /// receives every member pool's events.
     basic_replica_set(executor_type ex, connect_config primary,
                       std::vector<connect_config> replicas, replica_set_config cfg = {},
                       std::shared_ptr<observer> obs = nullptr)
-        : cfg_(cfg)
+        : basic_replica_set(std::move(ex), std::move(primary), std::move(replicas), cfg,
+                            observer_factory([obs](std::string_view) { return obs; }))
     {
+    }
+
+    /// As above, each member's pool observed by `observers(member name)`.
+    basic_replica_set(executor_type ex, connect_config primary,
+                      std::vector<connect_config> replicas, replica_set_config cfg,
+                      const observer_factory& observers)
+        : s_(std::make_shared<shared>())
+    {
+        s_->cfg = cfg;
         if (detail::session_attrs_of(primary) == "any")
             primary.extra.emplace_back("target_session_attrs", "read-write");
         pool_config pcfg = cfg.primary_pool;
@@ -187,24 +203,27 @@ public:
             std::min(pcfg.refill_backoff_initial, pcfg.refill_backoff_max);
         std::vector<detail::sampled_member> members;
         members.push_back(detail::sampled_member{"primary", primary});
-        primary_ = std::make_unique<pool_type>(ex, primary, pcfg, obs);
+        s_->primary = std::make_unique<pool_type>(ex, primary, pcfg,
+                                                  observers ? observers("primary") : nullptr);
         for (std::size_t i = 0; i < replicas.size(); ++i)
         {
-            members.push_back(
-                detail::sampled_member{"replica" + std::to_string(i + 1), replicas[i]});
-            replicas_.push_back(
-                std::make_unique<pool_type>(ex, replicas[i], cfg.replica_pool, obs));
+            auto name = "replica" + std::to_string(i + 1);
+            auto obs = observers ? observers(name) : nullptr;
+            members.push_back(detail::sampled_member{std::move(name), replicas[i]});
+            s_->replicas.push_back(
+                std::make_unique<pool_type>(ex, replicas[i], cfg.replica_pool, std::move(obs)));
         }
-        sampler_ = std::make_shared<detail::replica_sampler>(
+        s_->sampler = std::make_shared<detail::replica_sampler>(
             boost::asio::any_io_executor(ex), std::move(members), cfg.max_replica_lag,
             cfg.sample_interval, cfg.check_timeout);
-        sampler_->start();
+        s_->sampler->start();
     }
     basic_replica_set(const basic_replica_set&) = delete;
     basic_replica_set& operator=(const basic_replica_set&) = delete;
 
-    /// Stops the sampler and shuts the pools down without waiting (as ~basic_pool).
-    ~basic_replica_set() { sampler_->stop(); }
+    /// Stops the sampler; the pools shut down without waiting (as ~basic_pool) once no
+    /// acquire() is pending.
+    ~basic_replica_set() { s_->sampler->stop(); }
 
     /// Borrows a connection: read_write from the primary; read_only from the replica in
     /// rotation with the fewest connections in use, having replayed opts.min_lsn when set.
@@ -216,27 +235,28 @@ public:
     boost::asio::awaitable<expected<lease>>
     acquire(route r, read_options opts = {}, source_location where = source_location::current())
     {
+        auto s = s_; // keeps the pools alive if the set goes away meanwhile
         if (r == route::read_write)
-            co_return co_await primary_->acquire(where);
+            co_return co_await s->primary->acquire(where);
         const auto deadline = std::chrono::steady_clock::now() + opts.max_wait;
         for (std::size_t failures = 0;;)
         {
-            std::vector<detail::replica_choice> cs = sampler_->choices();
+            std::vector<detail::replica_choice> cs = s->sampler->choices();
             for (std::size_t i = 0; i < cs.size(); ++i)
-                cs[i].in_use = replicas_[i]->stats().leased;
+                cs[i].in_use = s->replicas[i]->stats().leased;
             const auto pick = detail::choose_replica(
-                cs, next_.fetch_add(1, std::memory_order_relaxed), opts.min_lsn);
-            if (!pick || failures > replicas_.size())
+                cs, s->next.fetch_add(1, std::memory_order_relaxed), opts.min_lsn);
+            if (!pick || failures > s->replicas.size())
             {
-                if (cfg_.no_replica == no_replica_policy::fail)
+                if (s->cfg.no_replica == no_replica_policy::fail)
                     co_return fail(errc::connect_failed,
-                                   "no replica in rotation (" + sampler_->summary() + ")");
-                co_return co_await primary_->acquire(where);
+                                   "no replica in rotation (" + s->sampler->summary() + ")");
+                co_return co_await s->primary->acquire(where);
             }
-            auto l = co_await replicas_[*pick]->acquire(where);
+            auto l = co_await s->replicas[*pick]->acquire(where);
             if (!l)
             {
-                sampler_->take_out(*pick, l.error().to_string());
+                s->sampler->take_out(*pick, l.error().to_string());
                 ++failures;
                 continue;
             }
@@ -248,20 +268,20 @@ public:
             if (!pos)
             {
                 l->mark_broken();
-                sampler_->take_out(*pick, pos.error().to_string());
+                s->sampler->take_out(*pick, pos.error().to_string());
                 ++failures;
                 continue;
             }
             l->release();
             if (opts.if_behind == replay_policy::use_primary)
-                co_return co_await primary_->acquire(where);
+                co_return co_await s->primary->acquire(where);
             if (std::chrono::steady_clock::now() >= deadline)
             {
-                if (cfg_.no_replica == no_replica_policy::fail)
+                if (s->cfg.no_replica == no_replica_policy::fail)
                     co_return fail(errc::timeout,
                                    "no replica replayed " + opts.min_lsn.to_string() + " within " +
                                        std::to_string(opts.max_wait.count()) + " ms");
-                co_return co_await primary_->acquire(where);
+                co_return co_await s->primary->acquire(where);
             }
             boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
                                         std::chrono::milliseconds(10));
@@ -281,11 +301,12 @@ public:
     /// Completes with: the primary pool's warmup() result.
     boost::asio::awaitable<expected<void>> warmup()
     {
-        auto r = co_await primary_->warmup();
-        for (auto& p : replicas_)
+        auto s = s_;
+        auto r = co_await s->primary->warmup();
+        for (auto& p : s->replicas)
             co_await p->warmup();
-        co_await sampler_->wait_rounds(1,
-                                       cfg_.check_timeout * static_cast<int>(replicas_.size() + 2));
+        co_await s->sampler->wait_rounds(1, s->cfg.check_timeout *
+                                                static_cast<int>(s->replicas.size() + 2));
         co_return r;
     }
 
@@ -293,43 +314,49 @@ public:
     /// (a replica stopped or resumed), the routing reflects it.
     boost::asio::awaitable<void> wait_samples(std::size_t n, std::chrono::milliseconds limit)
     {
-        co_await sampler_->wait_rounds(n, limit);
+        auto sampler = s_->sampler;
+        co_await sampler->wait_rounds(n, limit);
     }
 
     /// The health report: the primary and each replica, with pool stats, lag and rotation.
     std::vector<member_status> members() const
     {
-        auto out = sampler_->report();
+        auto out = s_->sampler->report();
         if (!out.empty())
-            out[0].pool = primary_->stats();
-        for (std::size_t i = 0; i < replicas_.size() && i + 1 < out.size(); ++i)
-            out[i + 1].pool = replicas_[i]->stats();
+            out[0].pool = s_->primary->stats();
+        for (std::size_t i = 0; i < s_->replicas.size() && i + 1 < out.size(); ++i)
+            out[i + 1].pool = s_->replicas[i]->stats();
         return out;
     }
 
     /// The primary's pool.
-    pool_type& primary() noexcept { return *primary_; }
+    pool_type& primary() noexcept { return *s_->primary; }
     /// Replica `i`'s pool (0-based, in the order given).
-    pool_type& replica(std::size_t i) noexcept { return *replicas_[i]; }
+    pool_type& replica(std::size_t i) noexcept { return *s_->replicas[i]; }
     /// The number of replicas.
-    std::size_t replica_count() const noexcept { return replicas_.size(); }
+    std::size_t replica_count() const noexcept { return s_->replicas.size(); }
 
     /// Stops the sampler (waiting for its check in flight, at most check_timeout) and closes
     /// every pool as basic_pool::close(grace). Safe while leases and acquires are in flight.
     boost::asio::awaitable<void> close(std::chrono::milliseconds grace = std::chrono::seconds(30))
     {
-        co_await sampler_->close();
-        co_await primary_->close(grace);
-        for (auto& p : replicas_)
+        auto s = s_;
+        co_await s->sampler->close();
+        co_await s->primary->close(grace);
+        for (auto& p : s->replicas)
             co_await p->close(grace);
     }
 
 private:
-    replica_set_config cfg_;
-    std::unique_ptr<pool_type> primary_;
-    std::vector<std::unique_ptr<pool_type>> replicas_;
-    std::shared_ptr<detail::replica_sampler> sampler_;
-    std::atomic<std::size_t> next_{0};
+    struct shared
+    {
+        replica_set_config cfg;
+        std::unique_ptr<pool_type> primary;
+        std::vector<std::unique_ptr<pool_type>> replicas;
+        std::shared_ptr<detail::replica_sampler> sampler;
+        std::atomic<std::size_t> next{0}; // rotates ties among replicas
+    };
+    std::shared_ptr<shared> s_;
 };
 
 /// The replica set on Asio's polymorphic executor.

@@ -574,3 +574,51 @@ TEST(ReplicaRouting, ReadYourWrites)
             co_await sql_on(r2, "SELECT pg_wal_replay_resume()");
         }());
 }
+
+namespace
+{
+struct acquire_counter final : pgcoro::observer
+{
+    std::atomic<int> acquires{0};
+    void on_acquire(const pgcoro::acquire_event&) noexcept override { ++acquires; }
+};
+} // namespace
+
+// An observer per member (observer_factory): each member's pool reports to its own, so
+// metrics and logs tell the primary and each replica apart.
+TEST(ReplicaRouting, ObserverPerMember)
+{
+    REQUIRE_TOPOLOGY();
+    asio::io_context io;
+    std::map<std::string, std::shared_ptr<acquire_counter>> observers;
+    for (const char* name : {"primary", "replica1", "replica2"})
+        observers[name] = std::make_shared<acquire_counter>();
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            pgcoro::replica_set set(
+                io.get_executor(), primary_list(), both_replicas(), quick_set(),
+                [&](std::string_view member) -> std::shared_ptr<pgcoro::observer>
+                { return observers.at(std::string(member)); });
+            PGCORO_CO_ASSERT((co_await set.warmup()).has_value());
+            for (int i = 0; i < 2; ++i)
+            {
+                auto w = co_await set.acquire(pgcoro::read_write);
+                PGCORO_CO_ASSERT(w.has_value());
+            }
+            std::vector<pgcoro::lease> held;
+            for (int i = 0; i < 4; ++i)
+            {
+                auto l = co_await set.acquire(pgcoro::read_only);
+                PGCORO_CO_ASSERT(l.has_value());
+                held.push_back(std::move(*l));
+            }
+            held.clear();
+            co_await set.close(1s);
+        }(),
+        30s);
+    EXPECT_EQ(observers["primary"]->acquires.load(), 2);
+    EXPECT_EQ(observers["replica1"]->acquires.load(), 2);
+    EXPECT_EQ(observers["replica2"]->acquires.load(), 2);
+}
