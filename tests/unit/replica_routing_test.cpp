@@ -44,6 +44,10 @@ TEST(LsnHistory, LagIsTheAgeOfTheFirstPositionNotReplayed)
     EXPECT_EQ(h.lag(lsn(250), t0 + 1000ms), 700ms);
     EXPECT_EQ(h.lag(lsn(100), t0 + 1000ms), 800ms);
     EXPECT_EQ(h.lag(lsn(50), t0 + 1000ms), 1000ms);
+    // A primary position going back is another server (after a failover): history restarts.
+    h.add(t0 + 900ms, lsn(280));
+    EXPECT_EQ(h.latest(), lsn(280));
+    EXPECT_EQ(h.lag(lsn(250), t0 + 1000ms), 100ms);
 }
 
 TEST(ChooseReplica, LeastInUseAmongThoseInRotation)

@@ -26,10 +26,14 @@ class lsn_history
 public:
     using clock = std::chrono::steady_clock;
 
-    // Records the primary at `at`; positions that did not advance are not kept.
+    // Records the primary at `at`; positions that did not advance are not kept. A position
+    // before the last one is another server (a promoted replica after a failover): the
+    // history starts again from it.
     void add(clock::time_point at, lsn position)
     {
-        if (!samples_.empty() && position <= samples_.back().second)
+        if (!samples_.empty() && position < samples_.back().second)
+            samples_.clear();
+        if (!samples_.empty() && position == samples_.back().second)
             return;
         samples_.emplace_back(at, position);
         while (samples_.size() > capacity)
