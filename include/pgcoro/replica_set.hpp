@@ -101,38 +101,25 @@ struct replica_set_config
     std::chrono::milliseconds failover_retry_max{500};
 };
 
-/// Parses a comma-separated list of replica URLs (`DATABASE_REPLICA_URLS`): each item a
-/// postgres:// URL naming one host, with DATABASE_URL's rules; every problem is reported.
+namespace detail
+{
+// Each item a postgres:// URL naming one host; errors name the item ("<source> #2").
 inline tl::expected<std::vector<connect_config>, config_errors>
-parse_replica_urls(std::string_view list, std::string_view source = "DATABASE_REPLICA_URLS")
+parse_replica_items(const std::vector<std::string_view>& items, std::string_view source)
 {
     config_errors errs;
     std::vector<connect_config> out;
-    std::vector<std::string_view> items;
-    // Split at commas that start a new URL (a URL's own host list also has commas).
-    std::string_view rest = detail::trim(list);
-    while (!rest.empty())
-    {
-        std::size_t cut = std::string_view::npos;
-        for (std::size_t c = rest.find(','); c != std::string_view::npos; c = rest.find(',', c + 1))
-            if (detail::uri_prefix_length(detail::trim(rest.substr(c + 1))) != 0)
-            {
-                cut = c;
-                break;
-            }
-        items.push_back(detail::trim(rest.substr(0, cut)));
-        rest = cut == std::string_view::npos ? std::string_view() : rest.substr(cut + 1);
-    }
     for (std::size_t i = 0; i < items.size(); ++i)
     {
         const std::string where = std::string(source) + " #" + std::to_string(i + 1);
-        if (detail::uri_prefix_length(items[i]) == 0)
+        const std::string_view item = detail::trim(items[i]);
+        if (detail::uri_prefix_length(item) == 0)
         {
             errs.add({where, "", "(not shown)", "not a postgres:// URL",
                       "postgres://user@host:port/dbname, comma-separated"});
             continue;
         }
-        auto u = parse_database_url(items[i], where);
+        auto u = parse_database_url(item, where);
         if (!u)
         {
             errs.append(u.error());
@@ -146,6 +133,38 @@ parse_replica_urls(std::string_view list, std::string_view source = "DATABASE_RE
     if (!errs.empty())
         return tl::unexpected(std::move(errs));
     return out;
+}
+} // namespace detail
+
+/// Parses a comma-separated list of replica URLs (`DATABASE_REPLICA_URLS`): each item a
+/// postgres:// URL naming one host, with DATABASE_URL's rules; every problem is reported.
+inline tl::expected<std::vector<connect_config>, config_errors>
+parse_replica_urls(std::string_view list, std::string_view source = "DATABASE_REPLICA_URLS")
+{
+    std::vector<std::string_view> items;
+    // Split at commas that start a new URL (a URL's own host list also has commas).
+    std::string_view rest = detail::trim(list);
+    while (!rest.empty())
+    {
+        std::size_t cut = std::string_view::npos;
+        for (std::size_t c = rest.find(','); c != std::string_view::npos; c = rest.find(',', c + 1))
+            if (detail::uri_prefix_length(detail::trim(rest.substr(c + 1))) != 0)
+            {
+                cut = c;
+                break;
+            }
+        items.push_back(rest.substr(0, cut));
+        rest = cut == std::string_view::npos ? std::string_view() : rest.substr(cut + 1);
+    }
+    return detail::parse_replica_items(items, source);
+}
+
+/// The same rules for a list of replica URLs given in code, one URL per element.
+inline tl::expected<std::vector<connect_config>, config_errors>
+parse_replica_urls(const std::vector<std::string>& urls, std::string_view source = "replica URL")
+{
+    std::vector<std::string_view> items(urls.begin(), urls.end());
+    return detail::parse_replica_items(items, source);
 }
 
 /// The replica URLs in the environment variable DATABASE_REPLICA_URLS (none when unset).

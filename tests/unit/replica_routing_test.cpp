@@ -91,6 +91,14 @@ TEST(ReplicaUrls, EveryProblemReportedAtOnce)
     EXPECT_NE(text.find("#2"), std::string::npos) << text;
     EXPECT_NE(text.find("target_session_attrs"), std::string::npos) << text;
     EXPECT_FALSE(parse_replica_urls("host=r1 dbname=x"));
+    // A list in code: the same rules, every problem at once.
+    std::vector<std::string> in_code{"postgres://u@r1/db", "postgres://u@r2/db?sslmode=bogus",
+                                     "host=r3"};
+    auto c = parse_replica_urls(in_code);
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error().size(), 2u) << c.error();
+    in_code.resize(1);
+    ASSERT_TRUE(parse_replica_urls(in_code));
 }
 
 TEST(SessionAttrs, UrlOptionsParsedAndValidated)
