@@ -24,7 +24,10 @@ static asio::awaitable<std::string> where(pgcoro::connection& c)
 {
     auto r = co_await c.query("SELECT inet_server_port()::text || CASE WHEN pg_is_in_recovery() "
                               "THEN ' (replica)' ELSE ' (primary)' END");
-    co_return r ? r->get<std::string>(0, 0).value_or("?") : "?";
+    std::string out = "?";
+    if (r)
+        out = r->get<std::string>(0, 0).value_or("?");
+    co_return out;
 }
 
 static asio::awaitable<int> demo(pgcoro::connect_config primary,
@@ -57,8 +60,10 @@ static asio::awaitable<int> demo(pgcoro::connect_config primary,
         if (!ins || !pos)
             co_return 1;
         written = *pos;
-        std::cout << "wrote row " << ins->get<std::int64_t>(0, 0).value_or(0) << " on "
-                  << co_await where(**w) << " at WAL " << written << "\n";
+        // GCC 12: a co_await in its own statement, never inside a longer expression.
+        const std::string server = co_await where(**w);
+        std::cout << "wrote row " << ins->get<std::int64_t>(0, 0).value_or(0) << " on " << server
+                  << " at WAL " << written << "\n";
     }
 
     // Read-your-writes: a replica that has replayed the write, waiting up to 1 s for one.
@@ -74,8 +79,11 @@ static asio::awaitable<int> demo(pgcoro::connect_config primary,
             co_return 1;
         }
         auto n = co_await (*r)->query("SELECT count(*) FROM example_08");
-        std::cout << "read-your-writes on " << co_await where(**r) << ": "
-                  << (n ? n->get<std::int64_t>(0, 0).value_or(0) : -1) << " row(s)\n";
+        const std::string server = co_await where(**r);
+        std::int64_t rows = -1;
+        if (n)
+            rows = n->get<std::int64_t>(0, 0).value_or(0);
+        std::cout << "read-your-writes on " << server << ": " << rows << " row(s)\n";
     }
 
     // Plain reads: spread over the replicas in rotation, least in use first.
@@ -86,7 +94,8 @@ static asio::awaitable<int> demo(pgcoro::connect_config primary,
         auto r = co_await set.acquire(pgcoro::read_only);
         if (!r)
             co_return 1;
-        ++served[co_await where(**r)];
+        const std::string server = co_await where(**r);
+        ++served[server];
         held.push_back(std::move(*r)); // held: the next read goes to the least busy
     }
     held.clear();

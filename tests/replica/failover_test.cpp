@@ -69,6 +69,7 @@ TEST(ReplicaFailover, PromotionUnderLoadLosesNoAcknowledgedWrite)
     ASSERT_TRUE(topo.ok());
 
     asio::io_context io;
+    lag_probe probe(io.get_executor()); // the loop stays responsive through the failover
     ledger book("failover_ledger");
     std::atomic<bool> promoted{false};
     std::atomic<int> stop_rc{-1}, promote_rc{-1};
@@ -86,10 +87,12 @@ TEST(ReplicaFailover, PromotionUnderLoadLosesNoAcknowledgedWrite)
             cfg.sample_interval = 100ms;
             pgcoro::replica_set set(io.get_executor(), pair_list(topo), one_replica(topo), cfg);
             PGCORO_CO_ASSERT((co_await set.warmup()).has_value());
+            probe.start();
             {
                 auto l = co_await set.acquire(pgcoro::read_write);
                 PGCORO_CO_ASSERT(l.has_value());
-                PGCORO_CO_ASSERT(co_await server_port(**l) == topo.primary_port());
+                const int port_now = co_await server_port(**l);
+                PGCORO_CO_ASSERT(port_now == topo.primary_port());
                 PGCORO_CO_ASSERT((co_await book.create(**l)).has_value());
             }
 
@@ -156,7 +159,10 @@ TEST(ReplicaFailover, PromotionUnderLoadLosesNoAcknowledgedWrite)
             {
                 auto l = co_await set.acquire(pgcoro::read_write);
                 PGCORO_CO_ASSERT(l.has_value());
-                EXPECT_EQ(co_await server_port(**l), topo.replica_port(1));
+                {
+                    const int port_now = co_await server_port(**l);
+                    EXPECT_EQ(port_now, topo.replica_port(1));
+                }
             }
             co_await sleep_for(500ms); // the writers carry on on the new primary
             stop = true;
@@ -181,6 +187,7 @@ TEST(ReplicaFailover, PromotionUnderLoadLosesNoAcknowledgedWrite)
                 io.get_executor(),
                 topo.config(std::vector<std::uint16_t>(1, topo.replica_port(1)), "pgcoro-side"));
             PGCORO_CO_ASSERT(side.has_value());
+            probe.stop();
             auto v = co_await book.verify(*side);
             std::cout << "ledger: " << v << "\n";
             EXPECT_TRUE(v.ok()) << v;
@@ -191,4 +198,5 @@ TEST(ReplicaFailover, PromotionUnderLoadLosesNoAcknowledgedWrite)
         60s);
     if (control.joinable())
         control.join();
+    expect_loop_responsive(probe);
 }

@@ -99,7 +99,10 @@ private:
 inline boost::asio::awaitable<int> server_port(connection& c)
 {
     auto r = co_await c.query("SELECT inet_server_port()");
-    co_return r ? r->get<int>(0, 0).value_or(-1) : -1;
+    int port = -1;
+    if (r)
+        port = r->get<int>(0, 0).value_or(-1);
+    co_return port;
 }
 
 } // namespace pgcoro::test

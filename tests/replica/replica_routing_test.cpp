@@ -156,7 +156,10 @@ TEST(ReplicaConnect, TargetSessionAttrsChoosesByRole)
                 pgcoro::pool pool(io.get_executor(), cfg, fault_pool(2));
                 auto l = co_await pool.acquire();
                 PGCORO_CO_ASSERT(l.has_value());
-                EXPECT_EQ(co_await server_port(**l), p);
+                {
+                    const int port_now = co_await server_port(**l);
+                    EXPECT_EQ(port_now, p);
+                }
                 auto w = co_await (*l)->query("SELECT txid_current()");
                 EXPECT_TRUE(w.has_value()) << (w ? "" : w.error().to_string());
                 co_await pool.close(1s);
@@ -169,14 +172,20 @@ TEST(ReplicaConnect, TargetSessionAttrsChoosesByRole)
                 c.extra.emplace_back("target_session_attrs", attrs);
                 auto conn = co_await pgcoro::open_connection(io.get_executor(), c);
                 PGCORO_CO_ASSERT(conn.has_value());
-                EXPECT_EQ(co_await server_port(*conn), r1) << attrs;
+                {
+                    const int port_now = co_await server_port(*conn);
+                    EXPECT_EQ(port_now, r1) << attrs;
+                }
             }
             // prefer-standby's second pass: no standby in the list, so the primary.
             auto only_primary = at(p);
             only_primary.extra.emplace_back("target_session_attrs", "prefer-standby");
             auto c1 = co_await pgcoro::open_connection(io.get_executor(), only_primary);
             PGCORO_CO_ASSERT(c1.has_value());
-            EXPECT_EQ(co_await server_port(*c1), p);
+            {
+                const int port_now = co_await server_port(*c1);
+                EXPECT_EQ(port_now, p);
+            }
             only_primary.extra.back().second = "standby";
             auto c2 = co_await pgcoro::open_connection(io.get_executor(), only_primary);
             PGCORO_CO_ASSERT(!c2.has_value());
@@ -207,7 +216,8 @@ TEST(ReplicaConnect, LoadBalanceHostsSpreadsConnects)
             {
                 auto c = co_await pgcoro::open_connection(io.get_executor(), cfg);
                 PGCORO_CO_ASSERT(c.has_value());
-                ++hits[co_await server_port(*c)];
+                const int port_now = co_await server_port(*c);
+                ++hits[port_now];
             }
             EXPECT_EQ(hits.size(), 2u); // P(all 16 on one host) = 2^-15
             EXPECT_GT(hits[r1], 0);
@@ -322,13 +332,17 @@ TEST(ReplicaRouting, ReadsSurviveAStoppedReplica)
                 {
                     auto l = co_await set.acquire(pgcoro::read_only);
                     PGCORO_CO_ASSERT(l.has_value());
-                    ports.insert(co_await server_port(**l));
+                    const int port_now = co_await server_port(**l);
+                    ports.insert(port_now);
                     held.push_back(std::move(*l));
                 }
                 EXPECT_EQ(ports, port_set(r1, r2));
                 auto w = co_await set.acquire(pgcoro::read_write);
                 PGCORO_CO_ASSERT(w.has_value());
-                EXPECT_EQ(co_await server_port(**w), p);
+                {
+                    const int port_now = co_await server_port(**w);
+                    EXPECT_EQ(port_now, p);
+                }
             }
 
             in_background([&] { return topo().ctl("replica2", "stop -m immediate"); });
@@ -362,7 +376,10 @@ TEST(ReplicaRouting, ReadsSurviveAStoppedReplica)
             {
                 auto l = co_await set.acquire(pgcoro::read_only);
                 PGCORO_CO_ASSERT(l.has_value());
-                EXPECT_EQ(co_await server_port(**l), p); // fell back to the primary
+                {
+                    const int port_now = co_await server_port(**l);
+                    EXPECT_EQ(port_now, p); // fell back to the primary
+                }
                 auto s = co_await strict.acquire(pgcoro::read_only);
                 PGCORO_CO_ASSERT(!s.has_value());
                 EXPECT_TRUE(s.error().is(errc::connect_failed)) << s.error();
@@ -451,7 +468,10 @@ TEST(ReplicaRouting, LaggingReplicaLeavesRotation)
             {
                 auto l = co_await set.acquire(pgcoro::read_only);
                 PGCORO_CO_ASSERT(l.has_value());
-                EXPECT_EQ(co_await server_port(**l), r2);
+                {
+                    const int port_now = co_await server_port(**l);
+                    EXPECT_EQ(port_now, r2);
+                }
             }
             PGCORO_CO_ASSERT((co_await sql_on(r1, "SELECT pg_wal_replay_resume()")).has_value());
             const auto back = co_await until(
@@ -513,7 +533,10 @@ TEST(ReplicaRouting, ReadYourWrites)
                 const auto t0 = clk::now();
                 auto l = co_await set.acquire(pgcoro::read_only, to_primary);
                 PGCORO_CO_ASSERT(l.has_value());
-                EXPECT_EQ(co_await server_port(**l), p);
+                {
+                    const int port_now = co_await server_port(**l);
+                    EXPECT_EQ(port_now, p);
+                }
                 EXPECT_LT(ms(clk::now() - t0), 500);
                 auto r = co_await (*l)->query("SELECT count(*) FROM ryw WHERE id = 1");
                 PGCORO_CO_ASSERT(r.has_value());
@@ -557,7 +580,10 @@ TEST(ReplicaRouting, ReadYourWrites)
             const auto took = ms(clk::now() - t0);
             PGCORO_CO_ASSERT(l.has_value());
             std::cout << "read-your-writes waited " << took << " ms for replay\n";
-            EXPECT_EQ(co_await server_port(**l), r2);
+            {
+                const int port_now = co_await server_port(**l);
+                EXPECT_EQ(port_now, r2);
+            }
             EXPECT_GE(took, 250);
             EXPECT_LT(took, 2000);
             auto r = co_await (*l)->query("SELECT count(*) FROM ryw WHERE id = 1");
