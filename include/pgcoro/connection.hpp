@@ -303,6 +303,9 @@ public:
     {
         return e_ ? e_->largest_statement_bytes() : 0;
     }
+    /// True once a query() on this connection failed with 25006 read_only_sql_transaction:
+    /// a read-write pool then closes it when it is returned (pool_stats::closed_read_only).
+    bool saw_read_only_error() const noexcept { return e_ && e_->session().saw_read_only(); }
     /// Finishes what a timed-out or cancelled statement left (its cancel request, its
     /// results) within `budget`; else closes the connection and fails (`connection_lost`,
     /// `timeout`). Pools call it before they reuse a returned connection.

@@ -287,6 +287,51 @@ TEST(ReplicaConnect, ReadOnlyServerConnectionIsDiscarded)
         }());
 }
 
+// A 25006 error alone (no parameter change reported, as behind a pooler that does not pass
+// ParameterStatus on) also makes a read-write pool drop the connection; a plain pool keeps it.
+TEST(ReplicaConnect, ReadOnlyErrorDropsConnectionOfReadWritePool)
+{
+    REQUIRE_TOPOLOGY();
+    asio::io_context io;
+    const auto p = topo().primary_port();
+    run(
+        io,
+        [&]() -> asio::awaitable<void>
+        {
+            auto rw_cfg = at(p);
+            rw_cfg.extra.emplace_back("target_session_attrs", "read-write");
+            pgcoro::pool rw(io.get_executor(), rw_cfg, fault_pool(1));
+            pgcoro::pool plain(io.get_executor(), at(p), fault_pool(1));
+            int rw_pid = 0, plain_pid = 0;
+            for (int round = 0; round < 2; ++round)
+            {
+                auto a = co_await rw.acquire();
+                auto b = co_await plain.acquire();
+                PGCORO_CO_ASSERT(a.has_value() && b.has_value());
+                if (round == 1)
+                {
+                    EXPECT_NE((*a)->backend_pid(), rw_pid);    // a new connection
+                    EXPECT_EQ((*b)->backend_pid(), plain_pid); // the same one
+                    break;
+                }
+                rw_pid = (*a)->backend_pid();
+                plain_pid = (*b)->backend_pid();
+                co_await (*a)->query("CREATE TABLE IF NOT EXISTS ro_probe (x int)");
+                const std::array<pgcoro::lease*, 2> both{&*a, &*b};
+                for (auto* l : both)
+                {
+                    PGCORO_CO_ASSERT((co_await (**l).query("BEGIN READ ONLY")).has_value());
+                    auto w = co_await (**l).query("INSERT INTO ro_probe VALUES (3)");
+                    PGCORO_CO_ASSERT(!w.has_value());
+                    EXPECT_EQ(w.error().state.view(), "25006") << w.error();
+                }
+            }
+            EXPECT_EQ(rw.stats().closed_read_only, 1u) << rw.stats();
+            EXPECT_EQ(plain.stats().closed_read_only, 0u) << plain.stats();
+        }(),
+        30s);
+}
+
 // Reads spread over both replicas; with one stopped, it leaves rotation within the sampling
 // interval and reads keep working on the other; with both stopped, reads fall back to the
 // primary (or fail, per policy); restarted, they return to rotation.

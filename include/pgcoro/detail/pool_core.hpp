@@ -151,7 +151,8 @@ public:
             if (obs_)
                 report_release(*n, now);
             if (!broken && !writable_attrs_.empty() &&
-                server_mismatch(n->conn.native_handle(), writable_attrs_))
+                (n->conn.saw_read_only_error() ||
+                 server_mismatch(n->conn.native_handle(), writable_attrs_)))
             {
                 broken = true; // 25006 territory: a read-only server for a read-write pool
                 read_only_closed_.fetch_add(1, std::memory_order_relaxed);
