@@ -315,17 +315,20 @@ public:
         co_return co_await detail::current_position(c);
     }
 
-    /// Waits until the primary pool and every replica pool have min_size connections (errors
-    /// of replicas are ignored: they only leave rotation) and one sampling round is done.
+    /// Waits until the primary pool has min_size connections and one sampling round is done,
+    /// then until each replica in rotation has min_size connections (a replica that is down
+    /// or lagging is not waited for: it only stays out of rotation).
     /// Completes with: the primary pool's warmup() result.
     boost::asio::awaitable<expected<void>> warmup()
     {
         auto s = s_;
         auto r = co_await s->primary->warmup();
-        for (auto& p : s->replicas)
-            co_await p->warmup();
         co_await s->sampler->wait_rounds(1, s->cfg.check_timeout *
                                                 static_cast<int>(s->replicas.size() + 2));
+        const std::vector<detail::replica_choice> cs = s->sampler->choices();
+        for (std::size_t i = 0; i < cs.size(); ++i)
+            if (cs[i].in_rotation)
+                co_await s->replicas[i]->warmup();
         co_return r;
     }
 
