@@ -26,6 +26,8 @@
 #include <pgcoro/lease.hpp>
 #include <pgcoro/listener.hpp>
 #include <pgcoro/logging_observer.hpp>
+#include <pgcoro/lsn.hpp>
+#include <pgcoro/member_status.hpp>
 #include <pgcoro/notification.hpp>
 #include <pgcoro/numeric.hpp>
 #include <pgcoro/observe.hpp>
@@ -38,6 +40,7 @@
 #include <pgcoro/prepared.hpp>
 #include <pgcoro/profile.hpp>
 #include <pgcoro/prometheus.hpp>
+#include <pgcoro/replica_set.hpp>
 #include <pgcoro/result.hpp>
 #include <pgcoro/retry.hpp>
 #include <pgcoro/secret.hpp>

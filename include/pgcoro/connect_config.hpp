@@ -61,6 +61,9 @@ struct connect_config
 {
     /// Servers tried in order until one accepts. URL: host part; env PGHOST/PGPORT.
     std::vector<host_port> hosts{host_port{}};
+    /// Try `hosts` in a random order, shuffled for each connect (libpq 16's
+    /// load_balance_hosts=random, done by pgcoro for libpq 15). URL `load_balance_hosts`.
+    bool load_balance_hosts = false;
     /// Database name; empty means libpq's default (the user name). URL: path; env PGDATABASE.
     std::string dbname;
     /// Role name; empty means libpq's default (the OS user). URL: userinfo; env PGUSER.

@@ -305,6 +305,9 @@ public:
     /// libpq keeps an output buffer that large until the connection closes, so a pool closes
     /// a connection past pool_max_retained_bytes when it is returned.
     std::size_t largest_statement_bytes() const noexcept;
+    /// True once a query() on this connection failed with 25006 read_only_sql_transaction:
+    /// a read-write pool then closes it when it is returned (pool_stats::closed_read_only).
+    bool saw_read_only_error() const noexcept;
     /// Finishes what a timed-out or cancelled statement left (its cancel request, its
     /// results) within `budget`; else closes the connection and fails (`connection_lost`,
     /// `timeout`). Pools call it before they reuse a returned connection.

@@ -6,6 +6,7 @@
 #include <pgcoro/config_error.hpp>
 #include <pgcoro/connect_config.hpp>
 #include <pgcoro/detail/config_table.hpp>
+#include <pgcoro/detail/session_attrs.hpp>
 #include <pgcoro/detail/url_parse.hpp>
 #include <pgcoro/detail/url_redact.hpp>
 #include <pgcoro/pool_config.hpp>
@@ -114,6 +115,17 @@ inline void url_param(database_url& out, config_errors& errs, std::string_view s
             url_error(errs, source, where, show ? value : "(not shown)", "unsupported value",
                       "ssl=true (libpq's spelling of sslmode=require), or use sslmode");
     }
+    else if (key == "load_balance_hosts") // libpq 16's; pgcoro orders the hosts itself
+    {
+        if (value == "random" || value == "disable")
+            out.connect.load_balance_hosts = value == "random";
+        else
+            url_error(errs, source, where, show ? value : "(not shown)", "unsupported value",
+                      "disable or random");
+    }
+    else if (key == "target_session_attrs" && !valid_session_attrs(value))
+        url_error(errs, source, where, show ? value : "(not shown)", "unsupported value",
+                  "any, read-write, read-only, primary, standby, prefer-standby");
     else if (const setting_spec* spec = find_spec_by_param(key))
     {
         auto v = parse_setting(*spec, value);
@@ -352,6 +364,8 @@ inline std::string to_url(const connect_config& c)
     out += "&statement_timeout=" + detail::format_duration(c.statement_timeout);
     if (c.pgbouncer)
         out += "&pgbouncer=true";
+    if (c.load_balance_hosts)
+        out += "&load_balance_hosts=random";
     if (c.statement_cache_size > 0)
         out += "&statement_cache_size=" + std::to_string(c.statement_cache_size);
     if (!c.application_name.empty())

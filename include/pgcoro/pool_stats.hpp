@@ -34,6 +34,9 @@ struct pool_stats
     std::uint64_t closed_validation = 0; ///< closed because a validation ping failed
     std::uint64_t closed_shutdown = 0;   ///< closed by close() or the pool's destruction
     std::uint64_t leaks_reported = 0;    ///< leases reported as held past leak_threshold
+    /// Of closed_broken: returned connections of a read-write (or primary) pool whose server
+    /// had become read-only or a standby (after a failover), closed instead of reused.
+    std::uint64_t closed_read_only = 0;
 
     /// One line, "size=3 idle=2 leased=1 ...", for logs and test output.
     friend std::ostream& operator<<(std::ostream& os, const pool_stats& s)
@@ -49,7 +52,8 @@ struct pool_stats
                   << " closed_broken=" << s.closed_broken
                   << " closed_validation=" << s.closed_validation
                   << " closed_shutdown=" << s.closed_shutdown
-                  << " leaks_reported=" << s.leaks_reported;
+                  << " leaks_reported=" << s.leaks_reported
+                  << " closed_read_only=" << s.closed_read_only;
     }
 };
 

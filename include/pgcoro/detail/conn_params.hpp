@@ -21,8 +21,10 @@ public:
     // One attempt at one address: `host` as configured (used for TLS host-name checks and
     // .pgpass), `hostaddr` the numeric address we resolved (keeps libpq from doing DNS), or
     // empty for unix-socket directories.
+    // `session_attrs`, when not empty, replaces the configured target_session_attrs (the
+    // connector's passes for prefer-standby).
     conn_params(const connect_config& cfg, std::string_view host, std::string_view hostaddr,
-                std::uint16_t port)
+                std::uint16_t port, std::string_view session_attrs = {})
     {
         add("host", host);
         if (!hostaddr.empty())
@@ -68,8 +70,10 @@ public:
         if (!options.empty())
             add("options", options);
         for (const auto& [k, v] : cfg.extra)
-            if (k != "options")
+            if (k != "options" && (session_attrs.empty() || k != "target_session_attrs"))
                 add(k, v);
+        if (!session_attrs.empty())
+            add("target_session_attrs", session_attrs);
         keys_.push_back(nullptr);
         values_.push_back(nullptr);
     }

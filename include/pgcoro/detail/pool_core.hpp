@@ -150,6 +150,13 @@ public:
             const auto now = fast_now();
             if (obs_)
                 report_release(*n, now);
+            if (!broken && !writable_attrs_.empty() &&
+                (n->conn.saw_read_only_error() ||
+                 server_mismatch(n->conn.native_handle(), writable_attrs_)))
+            {
+                broken = true; // 25006 territory: a read-only server for a read-write pool
+                read_only_closed_.fetch_add(1, std::memory_order_relaxed);
+            }
             const auto c = condition(*n, broken);
             std::unique_lock lk(mu_);
             machine_.release(n, c, now);

@@ -10,6 +10,7 @@
 #include <pgcoro/detail/pool_machine.hpp>
 #include <pgcoro/detail/pool_node.hpp>
 #include <pgcoro/detail/pool_policy.hpp>
+#include <pgcoro/detail/session_attrs.hpp>
 #include <pgcoro/error.hpp>
 #include <pgcoro/observer.hpp>
 #include <pgcoro/pool_config.hpp>
@@ -39,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -76,12 +78,19 @@ public:
     {
         if (ccfg_.query_timeout.count() == 0)
             ccfg_.query_timeout = pcfg.query_timeout;
+        if (requires_writable(ccfg_))
+            writable_attrs_ = session_attrs_of(ccfg_); // a view into ccfg_.extra
     }
     pool_upkeep(const pool_upkeep&) = delete;
     pool_upkeep& operator=(const pool_upkeep&) = delete;
 
     const strand_type& strand() const noexcept { return strand_; }
-    pool_stats stats() const noexcept { return machine_.stats(); }
+    pool_stats stats() const noexcept
+    {
+        auto s = machine_.stats();
+        s.closed_read_only = read_only_closed_.load(std::memory_order_relaxed);
+        return s;
+    }
 
     void set_leak_handler(std::function<void(const leak_info&)> h) { on_leak_ = std::move(h); }
 
@@ -331,6 +340,10 @@ protected:
     std::function<void(const leak_info&)> on_leak_;  // the strand's
     std::vector<asio::steady_timer*> watchers_;      // warmups waiting for connect progress
     std::atomic<std::uint64_t> release_failures_{0}; // exceptions caught on noexcept paths
+    // read-write or primary pools: a returned connection whose server no longer matches
+    // (a replica after a failover) is closed, not reused, and counted in read_only_closed_.
+    std::string_view writable_attrs_;
+    std::atomic<std::uint64_t> read_only_closed_{0};
     asio::steady_timer maint_timer_;
     asio::steady_timer refill_timer_;
     asio::steady_timer drain_timer_;

@@ -10,6 +10,7 @@
 #include <pgcoro/detail/pq_error.hpp>
 #include <pgcoro/detail/pq_handles.hpp>
 #include <pgcoro/detail/pq_io.hpp>
+#include <pgcoro/detail/session_attrs.hpp>
 #include <pgcoro/error.hpp>
 
 #include <boost/asio/ip/address.hpp>
@@ -91,11 +92,28 @@ public:
     {
         deadline_ = cfg_.connect_timeout.count() > 0 ? clock::now() + cfg_.connect_timeout
                                                      : pq_io::no_deadline;
-        co_return co_await first_open(cfg_.hosts, error(errc::connect_failed, "no host configured"),
-                                      [this](const host_port& hp) { return connect_host(hp); });
+        // target_session_attrs is checked by libpq against the one host it is given; the
+        // choice among hosts is made here: in order (or shuffled, load_balance_hosts), and for
+        // prefer-standby a pass accepting only standbys, then one accepting any server.
+        const std::vector<host_port> order = host_order(cfg_);
+        if (session_attrs_of(cfg_) == "prefer-standby")
+        {
+            attrs_ = "standby";
+            auto r = co_await open_any(order);
+            if (r || r.error().is(errc::timeout) || r.error().is(errc::cancelled))
+                co_return r;
+            attrs_ = "any";
+        }
+        co_return co_await open_any(order);
     }
 
 private:
+    asio::awaitable<expected<pgconn_ptr>> open_any(const std::vector<host_port>& order)
+    {
+        co_return co_await first_open(order, error(errc::connect_failed, "no host configured"),
+                                      [this](const host_port& hp) { return connect_host(hp); });
+    }
+
     // Tries `attempt(x)` for each x in turn: the first open connection wins; a timeout or a
     // cancellation ends the tries; else the last error (`none` when there was nothing to try).
     template <class Range, class Attempt>
@@ -163,7 +181,7 @@ private:
         const std::string where = (host.empty() ? hostaddr : host) + ":" + std::to_string(port);
         pgconn_ptr conn;
         {
-            conn_params p(cfg_, host, hostaddr, port);
+            conn_params p(cfg_, host, hostaddr, port, attrs_);
             conn.reset(PQconnectStartParams(p.keys(), p.values(), 0));
         }
         if (!conn)
@@ -231,6 +249,7 @@ private:
     const connect_config& cfg_;
     asio::any_io_executor ex_;
     clock::time_point deadline_ = pq_io::no_deadline;
+    std::string_view attrs_; // overrides target_session_attrs for this pass when not empty
 };
 
 } // namespace pgcoro::detail

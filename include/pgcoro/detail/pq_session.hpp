@@ -66,6 +66,8 @@ public:
     void set_resend_rolled_back(bool b) noexcept { resend_rolled_back_ = b; }
     statement_cache& cache() noexcept { return cache_; }
     const statement_cache& cache() const noexcept { return cache_; }
+    // A statement failed with 25006 read_only_sql_transaction (a read-write pool drops it).
+    bool saw_read_only() const noexcept { return saw_read_only_; }
 
     // Ends the session: every statement not yet delivered completes with `why`; PQfinish.
     void close(const error& why) noexcept
@@ -401,6 +403,7 @@ private:
             }
         }
         s.failed = true;
+        saw_read_only_ = saw_read_only_ || e.state == "25006";
         if (e.is(errc::connection_lost))
         {
             // FATAL (57P01 terminate, shutdown): this statement gets the server's error, every
@@ -520,6 +523,7 @@ private:
     pgconn_ptr conn_;
     statement_cache cache_;
     bool resend_rolled_back_;
+    bool saw_read_only_ = false;
     std::vector<pq_op*> resending_;   // resend_rolled_back(): the ones being sent (reused)
     std::vector<std::uint64_t> keep_; // forget_prepared(): entries still being prepared
 };

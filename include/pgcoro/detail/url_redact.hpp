@@ -19,7 +19,8 @@ namespace pgcoro::detail
 // True for the keys parse_database_url() accepts: pgcoro's own and libpq's.
 inline bool is_known_param(std::string_view key)
 {
-    return key == "ssl" || find_spec_by_param(key) != nullptr || is_libpq_keyword(key);
+    return key == "ssl" || key == "load_balance_hosts" || find_spec_by_param(key) != nullptr ||
+           is_libpq_keyword(key);
 }
 
 // True when `key` may be named in an error: it looks like a keyword ([A-Za-z_][A-Za-z0-9_]*,

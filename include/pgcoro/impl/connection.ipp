@@ -140,6 +140,11 @@ PGCORO_DECL std::size_t connection::largest_statement_bytes() const noexcept
     return e_ ? e_->largest_statement_bytes() : 0;
 }
 
+PGCORO_DECL bool connection::saw_read_only_error() const noexcept
+{
+    return e_ && e_->session().saw_read_only();
+}
+
 PGCORO_DECL boost::asio::awaitable<expected<void>>
 connection::settle(std::chrono::milliseconds budget)
 {
