@@ -36,6 +36,8 @@
 namespace pgcoro::detail
 {
 
+namespace asio = boost::asio;
+
 // A member to check: its name and how to reach it (the primary's is the pool's host list).
 struct sampled_member
 {
