@@ -13,6 +13,7 @@
 // - 9 (pool side): a timed-out statement's connection is finished off the caller's path and
 //      reused, not closed;
 // - 10 (pool side): close(grace) waited out its grace for a connect stuck resolving a name.
+#include <pgcoro/detail/pq_connect.hpp>
 #include <pgcoro/pool.hpp>
 
 #include "support/fault_proxy.hpp"

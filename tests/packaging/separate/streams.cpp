@@ -22,8 +22,8 @@ boost::asio::awaitable<bool> check_streams(pgcoro::pool& pool)
     pgcoro::connection& c = **l;
 
     {
-        auto s = co_await c.stream(std::size_t{10}, "SELECT g FROM generate_series(1, $1::int) g",
-                                   100);
+        auto s =
+            co_await c.stream(std::size_t{10}, "SELECT g FROM generate_series(1, $1::int) g", 100);
         if (!s)
             co_return fail("stream", s.error());
         long long total = 0;
