@@ -55,8 +55,8 @@ public:
     Oid type() const noexcept { return valid() ? PQftype(res_, static_cast<int>(col_)) : 0; }
 
     /// The value as T (any type with value_traits: see docs/api.md "Supported C++ types"), or
-    /// std::optional<T> (NULL gives nullopt). Errors, naming the column, its type and T: out_of_range (no such
-    /// row or column, value too large for T), unexpected_null, type_mismatch.
+    /// std::optional<T> (NULL gives nullopt). Errors, naming the column, its type and T:
+    /// out_of_range (no such row or column, value too large for T), unexpected_null, type_mismatch.
     template <class T>
     expected<T> get() const
     {
