@@ -163,13 +163,9 @@ public:
     template <class... ParamsThenToken>
     auto async_query(std::string_view sql, ParamsThenToken&&... args)
     {
-        return detail::with_token_last(
-            [&](auto&& token, auto&&... params)
-            {
-                return detail::async_run(get_executor(),
-                                         query(sql, std::forward<decltype(params)>(params)...),
-                                         std::forward<decltype(token)>(token));
-            },
+        return detail::async_statement(
+            get_executor(), true,
+            [this, sql](auto&&... p) { return query(sql, std::forward<decltype(p)>(p)...); },
             std::forward<ParamsThenToken>(args)...);
     }
 
@@ -177,13 +173,10 @@ public:
     template <class... ParamsThenToken>
     auto async_query(const query_options& opts, std::string_view sql, ParamsThenToken&&... args)
     {
-        return detail::with_token_last(
-            [&](auto&& token, auto&&... params)
-            {
-                return detail::async_run(
-                    get_executor(), query(opts, sql, std::forward<decltype(params)>(params)...),
-                    std::forward<decltype(token)>(token));
-            },
+        return detail::async_statement(
+            get_executor(), true,
+            [this, &opts, sql](auto&&... p)
+            { return query(opts, sql, std::forward<decltype(p)>(p)...); },
             std::forward<ParamsThenToken>(args)...);
     }
 

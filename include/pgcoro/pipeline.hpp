@@ -156,13 +156,9 @@ public:
     template <class... ParamsThenToken>
     auto async_query(std::string_view sql, ParamsThenToken&&... args)
     {
-        return detail::with_token_last(
-            [&](auto&& token, auto&&... params)
-            {
-                return detail::async_run(get_executor(),
-                                         query(sql, std::forward<decltype(params)>(params)...),
-                                         std::forward<decltype(token)>(token), false);
-            },
+        return detail::async_statement(
+            get_executor(), false,
+            [this, sql](auto&&... p) { return query(sql, std::forward<decltype(p)>(p)...); },
             std::forward<ParamsThenToken>(args)...);
     }
 
@@ -406,13 +402,9 @@ public:
     template <class... ParamsThenToken>
     auto async_query(std::string_view sql, ParamsThenToken&&... args)
     {
-        return detail::with_token_last(
-            [&](auto&& token, auto&&... params)
-            {
-                return detail::async_run(get_executor(),
-                                         query(sql, std::forward<decltype(params)>(params)...),
-                                         std::forward<decltype(token)>(token), false);
-            },
+        return detail::async_statement(
+            get_executor(), false,
+            [this, sql](auto&&... p) { return query(sql, std::forward<decltype(p)>(p)...); },
             std::forward<ParamsThenToken>(args)...);
     }
 

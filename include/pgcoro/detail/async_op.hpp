@@ -150,6 +150,21 @@ decltype(auto) with_token_last(F&& f, Args&&... args)
     (std::make_index_sequence<n>{});
 }
 
+// An object's `async_query(sql, params..., token)`: `start(params...)` makes the statement's
+// awaitable, which async_run() runs on `ex` with the token that ends `args`.
+template <class Start, class... ParamsThenToken>
+auto async_statement(boost::asio::any_io_executor ex, bool own_strand, Start start,
+                     ParamsThenToken&&... args)
+{
+    return with_token_last(
+        [&](auto&& token, auto&&... params)
+        {
+            return async_run(std::move(ex), start(std::forward<decltype(params)>(params)...),
+                             std::forward<decltype(token)>(token), own_strand);
+        },
+        std::forward<ParamsThenToken>(args)...);
+}
+
 } // namespace pgcoro::detail
 
 #endif // PGCORO_DETAIL_ASYNC_OP_HPP
