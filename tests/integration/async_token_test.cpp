@@ -3,6 +3,15 @@
 // coroutine spelling, against the test cluster: callbacks, use_future with the io_context on
 // another thread, deferred, as_tuple, parallel_group (acquire || timer), use_awaitable, and
 // four threads running one io_context with callbacks only.
+// GCC 12 at -O2 warns about coroutine frames freed with a different operator delete than the
+// one that allocated them (Asio's recycling allocator): a known false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+// And at -O1 (the sanitizer builds) a false "may be used uninitialized" inside Asio's
+// use_future completion: set before the includes, where that template is defined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <pgcoro/async.hpp>
 #include <pgcoro/circuit_breaker.hpp>
 #include <pgcoro/pipeline.hpp>
@@ -29,15 +38,6 @@
 #include <optional>
 #include <thread>
 #include <vector>
-
-// GCC 12 at -O2 warns about coroutine frames freed with a different operator delete than the
-// one that allocated them (Asio's recycling allocator): a known false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-// And at -O1 (the sanitizer builds) a false "may be used uninitialized" inside Asio's
-// use_future completion.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
