@@ -11,9 +11,11 @@
 //       connections used round-robin, so concurrent coroutines share each connection's
 //       pipeline (one io thread only).
 // N coroutines (--concurrency) loop over the workload against one pool (--pool connections,
-// all opened before timing), on --threads io_context threads. A warm-up (--warmup seconds) is
-// run and discarded, then the measurement runs for --duration seconds or for exactly --ops
-// operations. The connection comes from the environment through pgcoro::settings_from_env
+// all opened before timing), on --threads io_context threads; with --shards each thread runs
+// its own io_context, the pool has one shard per io_context (W1P: one pipeline_group per
+// io_context, --pool split over them) and the coroutines are spread over them. A warm-up (--warmup
+// seconds) is run and discarded, then the measurement runs for --duration seconds or for exactly
+// --ops operations. The connection comes from the environment through pgcoro::settings_from_env
 // (DATABASE_URL, PGCORO_*; scripts/with-test-env.sh sets DATABASE_URL).
 //
 // Prints ops/s, latency p50/p99/max (pgcoro::latency_histogram: percentiles within 6.25 %
@@ -53,7 +55,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -246,6 +250,7 @@ struct options
     int statement_cache = -1; // -1: as the environment says (PGCORO_STATEMENT_CACHE_SIZE)
     double max_time = 120.0;  // hard limit of the whole run, seconds
     bool quiet = false;       // RESULT line only
+    bool shards = false;      // one io_context (and pool shard) per thread
 };
 
 void usage(std::FILE* f)
@@ -261,6 +266,7 @@ void usage(std::FILE* f)
            "  -n, --ops=N              measure exactly N ops instead of a duration\n"
            "  -w, --warmup=S           warm-up seconds, discarded (default 1)\n"
            "  -t, --threads=N          io_context threads (default 1)\n"
+           "  --shards                 one io_context per thread, a pool shard on each\n"
            "  --rows=N                 kv rows for W2 (default 10000)\n"
            "  --statement-cache=N      prepared statements kept per connection (0 = unnamed"
            " statements; default: PGCORO_STATEMENT_CACHE_SIZE, else 0)\n"
@@ -312,6 +318,11 @@ std::optional<options> parse_args(int argc, char** argv)
             if (!has_value || (value != "text" && value != "result"))
                 return std::nullopt;
             o.quiet = value == "result";
+            continue;
+        }
+        if (key == "--shards" && !has_value)
+        {
+            o.shards = true;
             continue;
         }
         if (!has_value)
@@ -550,7 +561,7 @@ struct run_state
 // ---- the workloads ------------------------------------------------------------------------
 
 asio::awaitable<void> worker(pgcoro::pool& pool, run_state& st, int index, int& running,
-                             std::mutex& running_mu, asio::io_context& io)
+                             std::mutex& running_mu, const std::function<void()>& stop_all)
 {
     const auto ex = co_await asio::this_coro::executor;
     std::minstd_rand rng(static_cast<std::uint32_t>(index) * 7919u + 1u);
@@ -605,12 +616,13 @@ asio::awaitable<void> worker(pgcoro::pool& pool, run_state& st, int index, int& 
     }
     std::lock_guard lk(running_mu);
     if (--running == 0)
-        asio::post(io, [&io] { io.stop(); });
+        stop_all();
 }
 
 // W1P: SELECT 1 through the pipeline group; the latency is the statement's round trip.
 asio::awaitable<void> pipelined_worker(pgcoro::pipeline_group& group, run_state& st, int& running,
-                                       asio::io_context& io)
+                                       std::mutex& running_mu,
+                                       const std::function<void()>& stop_all)
 {
     while (!st.finished())
     {
@@ -620,8 +632,9 @@ asio::awaitable<void> pipelined_worker(pgcoro::pipeline_group& group, run_state&
             st.error(r.error());
         st.completed(t0, clock_type::now(), r && r->size() == 1);
     }
+    std::lock_guard lk(running_mu);
     if (--running == 0)
-        asio::post(io, [&io] { io.stop(); });
+        stop_all();
 }
 
 // Creates and fills the kv table for W2 when it is missing or short.
@@ -670,9 +683,10 @@ int main(int argc, char** argv)
     }
     const options opt = *parsed;
     const bool pipelined = opt.w == workload::w1p;
-    if (pipelined && opt.threads != 1)
+    if (pipelined && opt.threads != 1 && !opt.shards)
     {
-        std::fprintf(stderr, "pgcoro_driver: W1P runs on one io thread (--threads=1)\n");
+        std::fprintf(stderr, "pgcoro_driver: W1P runs on one io thread (--threads=1), or one "
+                             "per --shards io_context\n");
         return 2;
     }
 
@@ -689,11 +703,31 @@ int main(int argc, char** argv)
         return 2;
     }
 
-    asio::io_context io(opt.threads);
-    pgcoro::pool pool(io.get_executor(), settings->connect, settings->pool);
-    pgcoro::pipeline_group_config gcfg;
-    gcfg.connections = static_cast<std::size_t>(opt.pool);
-    pgcoro::pipeline_group group(io.get_executor(), settings->connect, gcfg);
+    // --shards: one io_context per thread; else one io_context run by --threads threads.
+    const int contexts = opt.shards ? opt.threads : 1;
+    std::vector<std::unique_ptr<asio::io_context>> ios;
+    std::vector<asio::any_io_executor> exs;
+    for (int i = 0; i < contexts; ++i)
+    {
+        ios.push_back(std::make_unique<asio::io_context>(opt.shards ? 1 : opt.threads));
+        exs.push_back(ios.back()->get_executor());
+    }
+    asio::io_context& io = *ios.front();
+    const std::function<void()> stop_all = [&ios]
+    {
+        for (auto& c : ios)
+            c->stop();
+    };
+    pgcoro::pool pool(exs, settings->connect, settings->pool);
+    // W1P: one pipeline group per io_context, the connections split over them.
+    std::vector<std::unique_ptr<pgcoro::pipeline_group>> groups;
+    for (int i = 0; i < contexts; ++i)
+    {
+        pgcoro::pipeline_group_config gcfg;
+        gcfg.connections = static_cast<std::size_t>(
+            std::max(1, opt.pool / contexts + (i < opt.pool % contexts ? 1 : 0)));
+        groups.push_back(std::make_unique<pgcoro::pipeline_group>(exs[i], settings->connect, gcfg));
+    }
     run_state st(opt);
     int running = opt.concurrency;
     std::mutex running_mu;
@@ -715,7 +749,7 @@ int main(int argc, char** argv)
                 [&](boost::system::error_code ec2)
                 {
                     if (!ec2)
-                        io.stop();
+                        stop_all();
                 });
         });
 
@@ -727,7 +761,11 @@ int main(int argc, char** argv)
             // co_await inside ?: twice (a double free on the error path).
             pgcoro::expected<void> w;
             if (pipelined)
-                w = co_await group.connect();
+                for (auto& g : groups)
+                {
+                    if (w)
+                        w = co_await g->connect();
+                }
             else
                 w = co_await pool.warmup();
             if (w && opt.w == workload::w2)
@@ -736,7 +774,7 @@ int main(int argc, char** argv)
             {
                 setup_error = w.error();
                 watchdog.cancel();
-                io.stop();
+                stop_all();
                 co_return;
             }
             const auto now = clock_type::now();
@@ -746,24 +784,35 @@ int main(int argc, char** argv)
                 st.begin_measure(now);
             for (int i = 0; i < opt.concurrency; ++i)
             {
+                auto& ctx = *ios[static_cast<std::size_t>(i % contexts)];
                 if (pipelined)
-                    asio::co_spawn(io, pipelined_worker(group, st, running, io), asio::detached);
-                else if (opt.threads > 1)
+                    asio::co_spawn(ctx,
+                                   pipelined_worker(*groups[static_cast<std::size_t>(i % contexts)],
+                                                    st, running, running_mu, stop_all),
+                                   asio::detached);
+                else if (opt.threads > 1 && !opt.shards)
                     asio::co_spawn(asio::make_strand(io),
-                                   worker(pool, st, i, running, running_mu, io), asio::detached);
+                                   worker(pool, st, i, running, running_mu, stop_all),
+                                   asio::detached);
                 else
-                    asio::co_spawn(io, worker(pool, st, i, running, running_mu, io),
+                    asio::co_spawn(ctx, worker(pool, st, i, running, running_mu, stop_all),
                                    asio::detached);
             }
         },
         asio::detached);
 
-    std::vector<std::thread> extra;
-    for (int i = 1; i < opt.threads; ++i)
-        extra.emplace_back([&io] { io.run(); });
-    io.run();
-    for (auto& t : extra)
-        t.join();
+    // Runs the io_context(s) on --threads threads (this one included) until stop_all().
+    const auto run_all = [&]
+    {
+        std::vector<std::thread> extra;
+        for (int i = 1; i < opt.threads; ++i)
+            extra.emplace_back([c = ios[static_cast<std::size_t>(opt.shards ? i : 0)].get()]
+                               { c->run(); });
+        io.run();
+        for (auto& t : extra)
+            t.join();
+    };
+    run_all();
     watchdog.cancel();
 
     if (setup_error)
@@ -773,17 +822,19 @@ int main(int argc, char** argv)
     }
 
     // Close the pool (a short extra run of the loop, bounded by the grace period).
-    io.restart();
+    for (auto& c : ios)
+        c->restart();
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void>
         {
-            group.close();
+            for (auto& g : groups)
+                g->close();
             co_await pool.close(std::chrono::seconds(2));
-            io.stop();
+            stop_all();
         },
         asio::detached);
-    io.run();
+    run_all();
 
     const std::uint64_t ops = st.ops.load();
     const std::uint64_t errors = st.errors.load();
@@ -835,17 +886,17 @@ int main(int argc, char** argv)
         if (st.hit_max_time)
             std::printf("  stopped by --max-time\n");
     }
-    std::printf("RESULT workload=%s concurrency=%d pool=%d threads=%d seconds=%.3f ops=%llu "
-                "total_ops=%llu errors=%llu qps=%.1f p50_us=%.1f p99_us=%.1f max_us=%.1f "
-                "mean_us=%.1f cpu_us_per_op=%.3f cpu_s=%.3f peak_rss_kb=%ld fifo_checked=%llu "
-                "fifo_out_of_order=%lld",
-                opt.wname.c_str(), opt.concurrency, opt.pool, opt.threads, secs,
-                static_cast<unsigned long long>(ops),
-                static_cast<unsigned long long>(st.total_ops.load()),
-                static_cast<unsigned long long>(errors), qps, us(h.percentile(0.5)),
-                us(h.percentile(0.99)), static_cast<double>(h.max_ns) / 1e3, h.mean_ns() / 1e3,
-                cpu_us_per_op, cpu, rss, static_cast<unsigned long long>(st.fifo.checked()),
-                st.fifo.overflow() ? -1LL : static_cast<long long>(st.fifo.out_of_order()));
+    std::printf(
+        "RESULT workload=%s concurrency=%d pool=%d threads=%d shards=%d seconds=%.3f ops=%llu "
+        "total_ops=%llu errors=%llu qps=%.1f p50_us=%.1f p99_us=%.1f max_us=%.1f "
+        "mean_us=%.1f cpu_us_per_op=%.3f cpu_s=%.3f peak_rss_kb=%ld fifo_checked=%llu "
+        "fifo_out_of_order=%lld",
+        opt.wname.c_str(), opt.concurrency, opt.pool, opt.threads, opt.shards ? 1 : 0, secs,
+        static_cast<unsigned long long>(ops), static_cast<unsigned long long>(st.total_ops.load()),
+        static_cast<unsigned long long>(errors), qps, us(h.percentile(0.5)), us(h.percentile(0.99)),
+        static_cast<double>(h.max_ns) / 1e3, h.mean_ns() / 1e3, cpu_us_per_op, cpu, rss,
+        static_cast<unsigned long long>(st.fifo.checked()),
+        st.fifo.overflow() ? -1LL : static_cast<long long>(st.fifo.out_of_order()));
 #ifdef PGCORO_DRIVER_COUNT_ALLOCS
     std::printf(" news_per_op=%.3f mallocs_per_op=%.3f", per_op(news), per_op(mallocs));
 #endif

@@ -2,10 +2,11 @@
 # Side-by-side throughput of pgcoro and pgbench (PostgreSQL's C client) against one throwaway
 # PostgreSQL 15 cluster in the same run (issue #9).
 #
-#   scripts/compare.sh [--rounds N] [--duration S] [--warmup S] [--build DIR]
+#   scripts/compare.sh [--rounds N] [--duration S] [--warmup S] [--build DIR] [--only REGEX]
 #   env: PGCORO_COMPARE_ROUNDS (3), PGCORO_COMPARE_DURATION (5), PGCORO_COMPARE_WARMUP (1),
 #        PGCORO_BUILD_DIR (build-perf: configured as Release and its pgcoro_driver target
-#        built by this script when needed)
+#        built by this script when needed), PGCORO_COMPARE_ONLY (an extended regex: only the
+#        rows whose id matches, e.g. 'W1_|W2_' or '_2$|ej1|prep|ext')
 #
 # Every round runs each row once, pgbench and pgcoro rows interleaved (A/B/A/B...), the order
 # reversed every other round; the table shows per-row medians over the rounds. Client and
@@ -25,12 +26,14 @@ rounds=${PGCORO_COMPARE_ROUNDS:-3}
 duration=${PGCORO_COMPARE_DURATION:-5}
 warmup=${PGCORO_COMPARE_WARMUP:-1}
 build=${PGCORO_BUILD_DIR:-build-perf}
+only=${PGCORO_COMPARE_ONLY:-}
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -56,22 +59,35 @@ ROWS=(
     "B_W1_ext |pgbench|pgbench W1 SELECT 1, -M extended  |1 |-M extended -f w1.sql|"
     "B_W1_prep|pgbench|pgbench W1 SELECT 1, -M prepared  |1 |-M prepared -f w1.sql|"
     "B_W1_pj1 |pgbench|pgbench W1 -M prepared, 1 thread |1 |-j 1 -M prepared -f w1.sql|"
+    "B_W1_ej1 |pgbench|pgbench W1 -M extended, 1 thread |1 |-j 1 -M extended -f w1.sql|"
     "B_W1_pipe|pgbench|pgbench W1 pipeline of 10, prepared|10|-M prepared -f w1p.sql|"
     "B_W1_pipx|pgbench|pgbench W1 pipeline of 10, extended|10|-M extended -f w1p.sql|"
     "B_W2_ext |pgbench|pgbench W2 point read, -M extended |1 |-M extended -f w2.sql|"
     "B_W2_prep|pgbench|pgbench W2 point read, -M prepared |1 |-M prepared -f w2.sql|"
     "B_W2_pj1 |pgbench|pgbench W2 -M prepared, 1 thread |1 |-j 1 -M prepared -f w2.sql|"
-    "C_W1_10  |pgcoro |pgcoro  W1 SELECT 1, 10 coroutines |- |--workload=W1 -c 10|B_W1_ext B_W1_prep"
-    "C_W1_100 |pgcoro |pgcoro  W1 SELECT 1, 100 coroutines|- |--workload=W1 -c 100|B_W1_ext B_W1_prep"
+    "B_W2_ej1 |pgbench|pgbench W2 -M extended, 1 thread |1 |-j 1 -M extended -f w2.sql|"
+    "C_W1_10  |pgcoro |pgcoro  W1 SELECT 1, 10 coroutines |- |--workload=W1 -c 10|B_W1_ext B_W1_prep B_W1_ej1"
+    "C_W1_100 |pgcoro |pgcoro  W1 SELECT 1, 100 coroutines|- |--workload=W1 -c 100|B_W1_ext B_W1_prep B_W1_ej1"
     "C_W1_10s |pgcoro |pgcoro  W1 10 coroutines, stmt cache|- |--workload=W1 -c 10 --statement-cache=16|B_W1_ext B_W1_prep B_W1_pj1"
     "C_W1_100s|pgcoro |pgcoro  W1 100 coroutines, stmt cache|- |--workload=W1 -c 100 --statement-cache=16|B_W1_ext B_W1_prep B_W1_pj1"
     "C_W1P_10 |pgcoro |pgcoro  W1P pipelined, 10 coroutines|- |--workload=W1P -c 10|B_W1_pipx B_W1_pipe"
     "C_W1P_100|pgcoro |pgcoro  W1P pipelined, 100 coroutines|- |--workload=W1P -c 100|B_W1_pipx B_W1_pipe"
     "C_W1P_100s|pgcoro |pgcoro  W1P 100 coroutines, stmt cache|- |--workload=W1P -c 100 --statement-cache=16|B_W1_pipx B_W1_pipe"
-    "C_W2_10  |pgcoro |pgcoro  W2 point read, 10 coroutines|- |--workload=W2 -c 10|B_W2_ext B_W2_prep"
-    "C_W2_100 |pgcoro |pgcoro  W2 point read, 100 coroutines|- |--workload=W2 -c 100|B_W2_ext B_W2_prep"
+    "C_W2_10  |pgcoro |pgcoro  W2 point read, 10 coroutines|- |--workload=W2 -c 10|B_W2_ext B_W2_prep B_W2_ej1"
+    "C_W2_100 |pgcoro |pgcoro  W2 point read, 100 coroutines|- |--workload=W2 -c 100|B_W2_ext B_W2_prep B_W2_ej1"
     "C_W2_10s |pgcoro |pgcoro  W2 10 coroutines, stmt cache|- |--workload=W2 -c 10 --statement-cache=16|B_W2_ext B_W2_prep B_W2_pj1"
     "C_W2_100s|pgcoro |pgcoro  W2 100 coroutines, stmt cache|- |--workload=W2 -c 100 --statement-cache=16|B_W2_ext B_W2_prep B_W2_pj1"
+    # Two threads, one io_context and pool shard each (--shards); compared with pgbench -j 2
+    # and with the same pgcoro row on one thread.
+    "C_W1_10_2 |pgcoro |pgcoro  W1 10, 2 shards            |- |--workload=W1 -c 10 -t 2 --shards|B_W1_ext C_W1_10"
+    "C_W1_100_2|pgcoro |pgcoro  W1 100, 2 shards           |- |--workload=W1 -c 100 -t 2 --shards|B_W1_ext C_W1_100"
+    "C_W1_10s2 |pgcoro |pgcoro  W1 10, stmt cache, 2 shards|- |--workload=W1 -c 10 --statement-cache=16 -t 2 --shards|B_W1_prep C_W1_10s"
+    "C_W1_100s2|pgcoro |pgcoro  W1 100, stmt cache, 2 shards|- |--workload=W1 -c 100 --statement-cache=16 -t 2 --shards|B_W1_prep C_W1_100s"
+    "C_W2_10_2 |pgcoro |pgcoro  W2 10, 2 shards            |- |--workload=W2 -c 10 -t 2 --shards|B_W2_ext C_W2_10"
+    "C_W2_100_2|pgcoro |pgcoro  W2 100, 2 shards           |- |--workload=W2 -c 100 -t 2 --shards|B_W2_ext C_W2_100"
+    "C_W2_10s2 |pgcoro |pgcoro  W2 10, stmt cache, 2 shards|- |--workload=W2 -c 10 --statement-cache=16 -t 2 --shards|B_W2_prep C_W2_10s"
+    "C_W2_100s2|pgcoro |pgcoro  W2 100, stmt cache, 2 shards|- |--workload=W2 -c 100 --statement-cache=16 -t 2 --shards|B_W2_prep C_W2_100s"
+    "C_W1P_100s2|pgcoro|pgcoro  W1P 100, stmt cache, 2 shards|- |--workload=W1P -c 100 --statement-cache=16 -t 2 --shards|B_W1_pipe C_W1P_100s"
     "C_W3_10  |pgcoro |pgcoro  W3 acquire+release, 10     |- |--workload=W3 -c 10|"
     "C_W3_1000|pgcoro |pgcoro  W3 acquire+release, 1000   |- |--workload=W3 -c 1000|"
 )
@@ -86,6 +102,14 @@ field() { # field ROW N (1-based), trimmed
 # Interleave pgbench and pgcoro rows: B C B C ... so neighbours in time are A/B pairs.
 order=()
 bs=() cs=()
+if [ -n "$only" ]; then
+    kept=()
+    for r in "${ROWS[@]}"; do
+        if grep -Eq -- "$only" <<<"$(field "$r" 1)"; then kept+=("$r"); fi
+    done
+    [ ${#kept[@]} -gt 0 ] || { echo "--only '$only' matches no row" >&2; exit 2; }
+    ROWS=("${kept[@]}")
+fi
 for r in "${ROWS[@]}"; do
     if [ "$(field "$r" 2)" = pgbench ]; then bs+=("$r"); else cs+=("$r"); fi
 done
@@ -128,7 +152,8 @@ server_version=$("$PGBIN/psql" -X -At "$url" -c 'SHOW server_version')
 echo "pgcoro vs pgbench: $rounds round(s) x ${duration} s per row, pgcoro warm-up ${warmup} s;" \
     "PostgreSQL $server_version on 127.0.0.1; $(nproc) CPUs shared by client and server;" \
     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pgbench: $("$pgbench" --version), -c 10 -j 2 (2 threads); pgcoro: pool 10, 1 io_context thread"
+echo "pgbench: $("$pgbench" --version), -c 10 -j 2 (2 threads); pgcoro: pool 10, 1 io_context thread" \
+    "(rows '2 shards': 2 threads, an io_context and a pool shard each)"
 
 # ---- one run --------------------------------------------------------------------------------
 results=$work/results.tsv # id  qps  lat_avg_ms  p99_ms  cpu_us_per_query  rss_kib
@@ -164,7 +189,7 @@ run_row() {
         printf '  %-10s %10.0f q/s\n' "$id" "$(awk -v t="$tps" -v q="$qpt" 'BEGIN{print t*q}')"
     else
         # shellcheck disable=SC2086
-        DATABASE_URL=$url /usr/bin/time -f '%U %S %M' -o "$tf" "$driver" $args -p 10 -t 1 \
+        DATABASE_URL=$url /usr/bin/time -f '%U %S %M' -o "$tf" "$driver" -p 10 -t 1 $args \
             -d "$duration" -w "$warmup" --format=result >"$out" 2>&1 || rc=$?
         if [ $rc -eq 3 ]; then
             echo "  $id skipped: $(tail -1 "$out")"
@@ -233,7 +258,7 @@ for r in "${ROWS[@]}"; do
         rq=$(stat_of "$ref" 2)
         rc=$(stat_of "$ref" 5)
         [ "$rq" = - ] && continue
-        ratios="$ratios$(awk -v a="$qps" -v b="$rq" -v c="$cpu" -v d="$rc" -v n="${ref#B_W?_}" \
+        ratios="$ratios$(awk -v a="$qps" -v b="$rq" -v c="$cpu" -v d="$rc" -v n="${ref#[BC]_W?_}" \
             'BEGIN { printf "vs %s %.2f, %.2f; ", n, a / b, c / d }')"
     done
     printf '%-38s %8.0f %15s %8.1f %8s %8.2f %7.1f  %s\n' "$label" "$qps" "$(range_of "$id")" \

@@ -17,13 +17,13 @@ asan)
     flags="address,undefined"
     targets=(pgcoro_unit_tests pgcoro_pq_socket_portable_tests pgcoro_integration_tests pgcoro_tls_tests pgcoro_pgbouncer_tests)
     filter='^(unit|integration|cluster|tls|tls_cluster|pgbouncer)\.'
-    subset='/(pool|pipeline|connection|statement_cache|pool_stress|pool_regression|engine_regression|fault_misuse|fault_terminate|copy_stream|listen|async_token)_test\.cpp$'
+    subset='/(pool|pipeline|connection|statement_cache|pool_stress|pool_shards|pool_regression|engine_regression|fault_misuse|fault_terminate|copy_stream|listen|async_token)_test\.cpp$'
     ;;
 tsan)
     flags="thread"
     targets=(pgcoro_integration_tests)
-    filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.|PoolStress\.|PoolRegression\.|EngineRegression\.|AsyncToken\.)|cluster\.)'
-    subset='/(pool|pipeline|connection|pool_stress|pool_regression|engine_regression|async_token)_test\.cpp$'
+    filter='^(integration\.(Pool\.(FourThreadStress|ThousandCoroutines|ReleaseFromAnotherThread|WaiterResumesOnItsOwnExecutor)|Pipeline[A-Za-z]*\.|Query\.|PoolStress\.|PoolShards[A-Za-z]*\.|PoolRegression\.|EngineRegression\.|AsyncToken\.)|cluster\.)'
+    subset='/(pool|pipeline|connection|pool_stress|pool_shards|pool_regression|engine_regression|async_token)_test\.cpp$'
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
     ;;
 *)

@@ -34,10 +34,9 @@ inline constexpr retry_policy availability_policy = []
 /// Errors: none; the last error is available through `last_error` when given.
 /// Cancellation: terminal; completes with false.
 /// Resumes on: the caller's executor.
-template <class Executor>
-boost::asio::awaitable<bool> is_database_available(basic_pool<Executor>& target,
-                                                   retry_policy policy = availability_policy,
-                                                   error* last_error = nullptr)
+inline boost::asio::awaitable<bool> is_database_available(pool& target,
+                                                          retry_policy policy = availability_policy,
+                                                          error* last_error = nullptr)
 {
     policy.idempotent = true;
     auto r = co_await retry(policy, [&target]()

@@ -44,9 +44,7 @@ struct health_options
 /// Cancellation: the ping is cancelled and reported as failed.
 /// Resumes on: the awaiting coroutine's executor.
 /// Lifetime: `target` and the objects `opts` points to must outlive the operation.
-template <class Executor>
-boost::asio::awaitable<health_report> check_health(basic_pool<Executor>& target,
-                                                   health_options opts = {})
+inline boost::asio::awaitable<health_report> check_health(pool& target, health_options opts = {})
 {
     const auto start = std::chrono::steady_clock::now();
     auto ping = co_await with_timeout(

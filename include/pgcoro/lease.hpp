@@ -71,8 +71,7 @@ public:
     }
 
 private:
-    template <class>
-    friend class basic_pool;
+    friend class pool;
     friend struct detail::lease_access;
     lease(std::shared_ptr<detail::pool_core> core, detail::pool_node* node) noexcept
         : core_(std::move(core)), node_(node)

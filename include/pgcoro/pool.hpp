@@ -21,7 +21,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 namespace pgcoro
 {
@@ -31,38 +33,40 @@ namespace detail
 
 class pool_core;
 
-// basic_pool's operations on its type-erased core (impl/pool.ipp): inline when header-only,
+// pool's operations on its type-erased core (impl/pool.ipp): inline when header-only,
 // compiled once from <pgcoro/src.hpp> in separate compilation.
 
-// A new core, started (min_size connects begin in the background).
-PGCORO_DECL std::shared_ptr<pool_core> pool_open(boost::asio::any_io_executor ex,
-                                                 connect_config connect, pool_config cfg,
-                                                 std::shared_ptr<observer> obs);
-// Begins the shutdown of `core` (posted to its strand).
-PGCORO_DECL void pool_shutdown(const std::shared_ptr<pool_core>& core);
-// basic_pool::acquire(): an idle connection without a strand hop, else the slow path.
-PGCORO_DECL boost::asio::awaitable<expected<lease>> pool_acquire(std::shared_ptr<pool_core> core,
+// A pool's shards, as a pool holds them: one core, or one per executor it was given.
+using pool_shards = std::vector<std::shared_ptr<pool_core>>;
+
+// New cores, one per executor (at most max_size), started (min_size connects begin in the
+// background); several are joined into one pool_group. Throws std::invalid_argument for none.
+PGCORO_DECL pool_shards pool_open(std::vector<boost::asio::any_io_executor> executors,
+                                  connect_config connect, pool_config cfg,
+                                  std::shared_ptr<observer> obs);
+// Begins the shutdown of every shard (posted to their strands).
+PGCORO_DECL void pool_shutdown(const pool_shards& shards);
+// pool::acquire(): from the caller's shard (`first` leads to the others), an idle
+// connection without a strand hop, else another shard's idle one, else the slow path.
+PGCORO_DECL boost::asio::awaitable<expected<lease>> pool_acquire(std::shared_ptr<pool_core> first,
                                                                  source_location where);
-// basic_pool::warmup().
-PGCORO_DECL boost::asio::awaitable<expected<void>> pool_warmup(std::shared_ptr<pool_core> core);
-// basic_pool::close().
-PGCORO_DECL boost::asio::awaitable<void> pool_close(std::shared_ptr<pool_core> core,
+// pool::warmup().
+PGCORO_DECL boost::asio::awaitable<expected<void>> pool_warmup(pool_shards shards);
+// pool::close().
+PGCORO_DECL boost::asio::awaitable<void> pool_close(pool_shards shards,
                                                     std::chrono::milliseconds grace);
-// basic_pool::stats().
-PGCORO_DECL pool_stats pool_stats_of(const pool_core& core) noexcept;
-// basic_pool::get_executor(): the executor the pool was created with.
+// pool::stats(): the shards' sums.
+PGCORO_DECL pool_stats pool_stats_of(const pool_shards& shards) noexcept;
+// pool::get_executor(): the executor the pool (its first shard) was created with.
 PGCORO_DECL boost::asio::any_io_executor pool_executor(const pool_core& core) noexcept;
-// basic_pool::on_leak().
-PGCORO_DECL void pool_on_leak(const std::shared_ptr<pool_core>& core,
-                              std::function<void(const leak_info&)> h);
-// basic_pool::set_max_size().
-PGCORO_DECL void pool_set_max_size(const std::shared_ptr<pool_core>& core, std::size_t n);
-// basic_pool::set_acquire_timeout().
-PGCORO_DECL void pool_set_acquire_timeout(const std::shared_ptr<pool_core>& core,
-                                          std::chrono::milliseconds d);
-// basic_pool::set_idle_timeout().
-PGCORO_DECL void pool_set_idle_timeout(const std::shared_ptr<pool_core>& core,
-                                       std::chrono::milliseconds d);
+// pool::on_leak().
+PGCORO_DECL void pool_on_leak(const pool_shards& shards, std::function<void(const leak_info&)> h);
+// pool::set_max_size().
+PGCORO_DECL void pool_set_max_size(const pool_shards& shards, std::size_t n);
+// pool::set_acquire_timeout().
+PGCORO_DECL void pool_set_acquire_timeout(const pool_shards& shards, std::chrono::milliseconds d);
+// pool::set_idle_timeout().
+PGCORO_DECL void pool_set_idle_timeout(const pool_shards& shards, std::chrono::milliseconds d);
 
 } // namespace detail
 
@@ -82,27 +86,47 @@ using leak_report = detail::leak_info;
 /// state behind a mutex; acquire(), leases, stats() and the setters may be used from
 /// coroutines on any thread of a multi-threaded io_context. A leased connection is used by one
 /// coroutine at a time.
-template <class Executor = boost::asio::any_io_executor>
-class basic_pool
+class pool
 {
 public:
-    using executor_type = Executor;
+    /// The executor type of get_executor() and of the executors a pool is made with (any
+    /// executor converts to it): the pool's internals are not templates of the executor.
+    using executor_type = boost::asio::any_io_executor;
 
     /// A pool that connects with `connect` and sizes itself by `cfg`. Starts opening min_size
     /// connections in the background; co_await warmup() to wait for them. `obs` (optional;
     /// a stats_collector, logging_observer or fanout_observer) receives the pool's events and
     /// its leases' statements, and is kept alive as long as the pool's internals.
-    basic_pool(executor_type ex, connect_config connect, pool_config cfg = {},
-               std::shared_ptr<observer> obs = nullptr)
-        : core_(detail::pool_open(std::move(ex), std::move(connect), cfg, std::move(obs)))
+    pool(executor_type ex, connect_config connect, pool_config cfg = {},
+         std::shared_ptr<observer> obs = nullptr)
+        : shards_(detail::pool_open({std::move(ex)}, std::move(connect), cfg, std::move(obs)))
     {
     }
-    basic_pool(const basic_pool&) = delete;
-    basic_pool& operator=(const basic_pool&) = delete;
+
+    /// A pool split into shards, one per executor in `executors` (at most max_size of them):
+    /// typically one io_context per core, each run by one thread. Each shard has its own
+    /// connections, waiters, strand and lock, so a statement's whole path stays on one thread.
+    /// max_size stays the limit of the whole pool (a busy shard may open what the others do
+    /// not use); min_size and max_waiters are split evenly. acquire() starts at the shard on
+    /// the caller's io_context (several on it: spread by calling thread), borrows another
+    /// shard's idle connection when its own has none, and a shard with no waiter of its own
+    /// hands a returned connection to another shard's waiter. FIFO holds within a shard, not
+    /// across shards; stats(), on_leak(), close() and the setters cover every shard.
+    /// Lifetime: a lease (or a waiting acquire) on one io_context may hold another shard's
+    /// connection, so let all the io_contexts run out of work before destroying any of them.
+    /// Throws std::invalid_argument when `executors` is empty.
+    pool(std::span<const executor_type> executors, connect_config connect, pool_config cfg = {},
+         std::shared_ptr<observer> obs = nullptr)
+        : shards_(detail::pool_open({executors.begin(), executors.end()}, std::move(connect), cfg,
+                                    std::move(obs)))
+    {
+    }
+    pool(const pool&) = delete;
+    pool& operator=(const pool&) = delete;
 
     /// Shuts the pool down without waiting: waiters fail with pool_closed, idle connections
     /// close now, leased ones close when their leases end. Safe while leases are alive.
-    ~basic_pool() { detail::pool_shutdown(core_); }
+    ~pool() { detail::pool_shutdown(shards_); }
 
     /// Borrows a connection.
     ///
@@ -121,7 +145,7 @@ public:
     boost::asio::awaitable<expected<lease>>
     acquire(source_location where = source_location::current())
     {
-        return detail::pool_acquire(core_, where);
+        return detail::pool_acquire(shards_.front(), where);
     }
 
     /// Acquires a connection, runs `fn(connection&)` (which returns an awaitable of
@@ -144,7 +168,7 @@ public:
     /// Completes with: nothing once they are; the first connect error if a connect fails
     ///   (e.g. connect_failed with 28P01); `timeout` if connect_timeout passes.
     /// Cancellation: terminal; the connects go on in the background.
-    boost::asio::awaitable<expected<void>> warmup() { return detail::pool_warmup(core_); }
+    boost::asio::awaitable<expected<void>> warmup() { return detail::pool_warmup(shards_); }
 
     /// Closes the pool gracefully: new acquires fail with pool_closed, waiters are woken with
     /// pool_closed, idle connections close, and the call waits up to `grace` for leased
@@ -152,15 +176,12 @@ public:
     /// Completes with: nothing, when every connection is closed or `grace` has passed.
     boost::asio::awaitable<void> close(std::chrono::milliseconds grace = std::chrono::seconds(30))
     {
-        return detail::pool_close(core_, grace);
+        return detail::pool_close(shards_, grace);
     }
 
     /// The executor the pool was created with: the default executor of the handlers of its
     /// async_* operations.
-    boost::asio::any_io_executor get_executor() const noexcept
-    {
-        return detail::pool_executor(*core_);
-    }
+    executor_type get_executor() const noexcept { return detail::pool_executor(*shards_.front()); }
 
     /// acquire() as an Asio asynchronous operation, for any completion token (a callback,
     /// use_future, deferred, as_tuple, use_awaitable, parallel_group, ...). Completion
@@ -190,31 +211,31 @@ public:
     }
 
     /// Gauges and totals, readable from any thread without waiting.
-    pool_stats stats() const noexcept { return detail::pool_stats_of(*core_); }
+    pool_stats stats() const noexcept { return detail::pool_stats_of(shards_); }
 
     /// Calls `h` (on the pool's strand; it must not block) for each lease held longer than
     /// leak_threshold, with the file and line of its acquire(). Set before use.
     void on_leak(std::function<void(const leak_report&)> h)
     {
-        detail::pool_on_leak(core_, std::move(h));
+        detail::pool_on_leak(shards_, std::move(h));
     }
 
     /// Changes max_size at run time (shrinking closes idle connections above it).
-    void set_max_size(std::size_t n) { detail::pool_set_max_size(core_, n); }
+    void set_max_size(std::size_t n) { detail::pool_set_max_size(shards_, n); }
     /// Changes acquire_timeout at run time (for acquires that start afterwards).
     void set_acquire_timeout(std::chrono::milliseconds d)
     {
-        detail::pool_set_acquire_timeout(core_, d);
+        detail::pool_set_acquire_timeout(shards_, d);
     }
     /// Changes idle_timeout at run time (from the next sweep on).
-    void set_idle_timeout(std::chrono::milliseconds d) { detail::pool_set_idle_timeout(core_, d); }
+    void set_idle_timeout(std::chrono::milliseconds d)
+    {
+        detail::pool_set_idle_timeout(shards_, d);
+    }
 
 private:
-    std::shared_ptr<detail::pool_core> core_;
+    detail::pool_shards shards_; // never empty
 };
-
-/// The pool on Asio's polymorphic executor.
-using pool = basic_pool<>;
 
 } // namespace pgcoro
 

@@ -184,33 +184,32 @@ inline tl::expected<std::vector<connect_config>, config_errors> replica_urls_fro
 /// fails, it is not in recovery, or it lags more than max_replica_lag, and returns when well.
 /// Reads go to the replica in rotation with the fewest connections in use.
 ///
-/// Thread safety: as basic_pool; acquire() and members() from any thread.
+/// Thread safety: as pool; acquire() and members() from any thread.
 /// Lifetime: the set may be destroyed while acquires are pending; its pools then shut down
 /// when the last of them has completed.
-template <class Executor = boost::asio::any_io_executor>
-class basic_replica_set
+class replica_set
 {
 public:
-    using executor_type = Executor;
-    using pool_type = basic_pool<Executor>;
+    /// The executor the member pools are made with (any executor converts to it).
+    using executor_type = boost::asio::any_io_executor;
+    /// The member pools' type.
+    using pool_type = pool;
     /// Gives each member's pool its own observer, by member name ("primary", "replica1", ...),
     /// e.g. a stats_collector or a logging_observer per member; null for none.
     using observer_factory = std::function<std::shared_ptr<observer>(std::string_view member)>;
 
     /// A set over `primary` and `replicas`; starts the pools and the sampler. `obs` (optional)
     /// receives every member pool's events.
-    basic_replica_set(executor_type ex, connect_config primary,
-                      std::vector<connect_config> replicas, replica_set_config cfg = {},
-                      std::shared_ptr<observer> obs = nullptr)
-        : basic_replica_set(std::move(ex), std::move(primary), std::move(replicas), cfg,
-                            observer_factory([obs](std::string_view) { return obs; }))
+    replica_set(executor_type ex, connect_config primary, std::vector<connect_config> replicas,
+                replica_set_config cfg = {}, std::shared_ptr<observer> obs = nullptr)
+        : replica_set(std::move(ex), std::move(primary), std::move(replicas), cfg,
+                      observer_factory([obs](std::string_view) { return obs; }))
     {
     }
 
     /// As above, each member's pool observed by `observers(member name)`.
-    basic_replica_set(executor_type ex, connect_config primary,
-                      std::vector<connect_config> replicas, replica_set_config cfg,
-                      const observer_factory& observers)
+    replica_set(executor_type ex, connect_config primary, std::vector<connect_config> replicas,
+                replica_set_config cfg, const observer_factory& observers)
         : s_(std::make_shared<shared>())
     {
         s_->cfg = cfg;
@@ -237,12 +236,12 @@ public:
             cfg.sample_interval, cfg.check_timeout);
         s_->sampler->start();
     }
-    basic_replica_set(const basic_replica_set&) = delete;
-    basic_replica_set& operator=(const basic_replica_set&) = delete;
+    replica_set(const replica_set&) = delete;
+    replica_set& operator=(const replica_set&) = delete;
 
-    /// Stops the sampler; the pools shut down without waiting (as ~basic_pool) once no
+    /// Stops the sampler; the pools shut down without waiting (as ~pool) once no
     /// acquire() is pending.
-    ~basic_replica_set() { s_->sampler->stop(); }
+    ~replica_set() { s_->sampler->stop(); }
 
     /// Borrows a connection: read_write from the primary; read_only from the replica in
     /// rotation with the fewest connections in use, having replayed opts.min_lsn when set.
@@ -359,7 +358,7 @@ public:
     std::size_t replica_count() const noexcept { return s_->replicas.size(); }
 
     /// Stops the sampler (waiting for its check in flight, at most check_timeout) and closes
-    /// every pool as basic_pool::close(grace). Safe while leases and acquires are in flight.
+    /// every pool as pool::close(grace). Safe while leases and acquires are in flight.
     boost::asio::awaitable<void> close(std::chrono::milliseconds grace = std::chrono::seconds(30))
     {
         auto s = s_;
@@ -382,7 +381,6 @@ private:
 };
 
 /// The replica set on Asio's polymorphic executor.
-using replica_set = basic_replica_set<>;
 
 } // namespace pgcoro
 

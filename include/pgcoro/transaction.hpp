@@ -240,9 +240,8 @@ auto transact(connection& conn, Body body, transaction_options opts = {}, retry_
 /// Completes with: the body's value once a run committed.
 /// Errors: acquire()'s errors; the body's error; the last conflict when attempts ran out.
 /// Cancellation, Resumes on, Lifetime: as transact(connection&, ...); `target` must outlive it.
-template <class Executor, detail::transaction_body Body>
-auto transact(basic_pool<Executor>& target, Body body, transaction_options opts = {},
-              retry_hooks hooks = {})
+template <detail::transaction_body Body>
+auto transact(pool& target, Body body, transaction_options opts = {}, retry_hooks hooks = {})
     -> boost::asio::awaitable<expected<detail::transaction_value_t<Body>>>
 {
     transaction_options once = opts;

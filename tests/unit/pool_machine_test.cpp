@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -1054,6 +1055,89 @@ TEST_F(PoolMachine, GaugesAddUpThroughALifecycle)
     check();
     m->shutdown(now);
     check();
+}
+
+// ---- shards: a shared connection budget, transfers between shards --------------------------
+
+TEST_F(PoolMachine, SharedSlotsCapConnectsAcrossShards)
+{
+    std::atomic<std::ptrdiff_t> slots{3}; // the whole pool may open 3
+    auto c = base_config();               // each shard alone would open 4
+    machine a(c, [] { return std::make_unique<test_node>(); });
+    machine b(c, [] { return std::make_unique<test_node>(); });
+    a.share_slots(&slots);
+    b.share_slots(&slots);
+    test_waiter wa1, wa2, wb1, wb2;
+    a.acquire(wa1, now);
+    a.acquire(wa2, now);
+    EXPECT_EQ(a.take_pending().open.size(), 2u);
+    b.acquire(wb1, now);
+    b.acquire(wb2, now);
+    auto ob = b.take_pending();
+    EXPECT_EQ(ob.open.size(), 1u); // one slot left for shard b
+    EXPECT_EQ(slots.load(), 0);
+    const auto e = refused_transient();
+    b.connect_done(ob.open[0], &e, 0, now, 0); // a failed connect
+    EXPECT_EQ(slots.load(), 1);                // gives its slot back
+}
+
+TEST_F(PoolMachine, AShrunkSharedBudgetClosesReturnedConnections)
+{
+    std::atomic<std::ptrdiff_t> slots{2};
+    make();
+    m->share_slots(&slots);
+    m->poke(now);
+    test_waiter w1, w2;
+    m->acquire(w1, now);
+    m->acquire(w2, now);
+    for (auto* n : take().open)
+        m->connect_done(n, nullptr, next_pid++, now, 0);
+    ASSERT_NE(w1.node(), nullptr);
+    ASSERT_NE(w2.node(), nullptr);
+    slots -= 1; // set_max_size(1) on the pool: one connection too many
+    m->release(w1.node(), conn_condition::reusable, now);
+    EXPECT_EQ(take().close.size(), 1u); // closed, not kept idle
+    EXPECT_EQ(slots.load(), 0);
+    m->release(w2.node(), conn_condition::reusable, now);
+    EXPECT_EQ(m->stats().idle, 1u); // within the budget again
+}
+
+TEST_F(PoolMachine, ATransferTakesTheReleasedNodeBackAndAnotherShardAdoptsIt)
+{
+    auto nodes = with_idle(2);
+    auto* n = fast();
+    ASSERT_NE(n, nullptr);
+    m->release(n, conn_condition::reusable, now); // back on the idle stack
+    EXPECT_TRUE(m->take_for_transfer(n, now));
+    EXPECT_EQ(n->state, node_state::leased);
+    EXPECT_EQ(m->stats().idle, 1u);
+    EXPECT_EQ(m->stats().leased, 1u);
+    EXPECT_EQ(m->stats().acquired_immediately, 1u); // the transfer is counted where it lands
+    EXPECT_FALSE(m->take_for_transfer(n, now));     // no longer idle
+
+    machine other(base_config(), [] { return std::make_unique<test_node>(); });
+    EXPECT_EQ(other.adopt(), nullptr); // no waiter there: the node goes back
+    test_waiter w;
+    other.acquire(w, now);
+    other.take_pending();
+    EXPECT_EQ(other.stats().waiters, 1u);
+    EXPECT_EQ(other.adopt(), &w); // the first waiter leaves the queue for it
+    EXPECT_EQ(other.stats().waiters, 0u);
+    m->stamp(n, pgcoro::source_location::current(), now);
+    EXPECT_EQ(n->acquired_at.line(), static_cast<std::uint_least32_t>(__LINE__ - 1));
+    m->release(n, conn_condition::reusable, now); // its lease returns it to its own shard
+    EXPECT_EQ(m->stats().idle, 2u);
+}
+
+TEST_F(PoolMachine, ATransferLosesToThisShardsOwnWaiter)
+{
+    auto nodes = with_idle(1);
+    auto* n = fast();
+    test_waiter w;
+    m->acquire(w, now); // queued: the shard is dry
+    m->release(n, conn_condition::reusable, now);
+    EXPECT_EQ(w.node(), n); // handed to the shard's own waiter first
+    EXPECT_FALSE(m->take_for_transfer(n, now));
 }
 
 } // namespace

@@ -13,13 +13,39 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <utility>
+#include <vector>
 
 namespace pgcoro::detail
 {
+
+class pool_core;
+
+// The shards of one pool (a pool made with several executors): each shard is a whole core
+// with its own connections, waiters, strand and mutex. A shard lends an idle connection to
+// another shard's acquire when that one has none (try_acquire), and hands a connection it
+// gets back to another shard's waiter when it has none of its own waiting (offer()).
+struct pool_group
+{
+    std::vector<std::weak_ptr<pool_core>> members; // weak: the leases and the pool own them
+    std::vector<const void*> contexts;             // each member's execution context
+    std::atomic<std::size_t> waiting{0};           // acquires queued in any shard
+    std::atomic<std::ptrdiff_t> slots{0};          // connections the pool may still open
+    std::atomic<std::size_t> max_size{0};          // the pool's max_size
+};
+
+// What an acquire got: a leased node, and the shard it belongs to when that is not the
+// shard asked (the lease returns the node there; null otherwise).
+struct acquired_node
+{
+    pool_node* node;
+    std::shared_ptr<pool_core> lender;
+};
 
 // Acquire and release run the machine on the caller's thread under mu_; a waiting acquire
 // waits on its own executor. See pool_upkeep for the rules of mu_ and the strand.
@@ -50,7 +76,7 @@ public:
     // validation to serve it, the deadline, a closing pool or its cancellation. Every wake-up
     // sets an outcome in the waiter under mu_, which is held until the wait has started, so
     // none is lost.
-    asio::awaitable<expected<pool_node*>> acquire_slow(pgcoro::source_location loc)
+    asio::awaitable<expected<acquired_node>> acquire_slow(pgcoro::source_location loc)
     {
         const auto start = clock::now();
         // The timer takes the strand's inner executor, as the connections' I/O objects do.
@@ -67,8 +93,9 @@ public:
         {
         case acquire_step::assigned:
             member.consumed = true;
-            co_return leased(static_cast<pool_node*>(w.assigned), acquire_outcome::immediate, start,
-                             loc);
+            co_return acquired_node{
+                leased(static_cast<pool_node*>(w.assigned), acquire_outcome::immediate, start, loc),
+                nullptr};
         case acquire_step::closed:
             member.consumed = true;
             co_return failed(acquire_outcome::rejected, start, loc,
@@ -81,6 +108,22 @@ public:
                                                   " waiters already (max_waiters)"));
         case acquire_step::queued:
             break;
+        }
+
+        // A shard's waiter is known to the other shards from here on (offer()); one that
+        // released a connection just before is found by the steal that follows.
+        queued_mark mark(group_ ? this : nullptr);
+        if (group_)
+        {
+            if (auto lent = borrow(loc))
+            {
+                lk.lock();
+                pool_node* own = machine_.leave(w);
+                member.consumed = true;
+                lk.unlock();
+                give_back(w, own);
+                co_return std::move(*lent);
+            }
         }
 
         boost::system::error_code ec = asio::error::operation_aborted;
@@ -112,8 +155,12 @@ public:
         {
             machine_.count(acquire_outcome::waited);
             lk.unlock();
-            co_return leased(static_cast<pool_node*>(w.assigned), acquire_outcome::waited, start,
-                             loc);
+            auto* n = static_cast<pool_node*>(w.assigned);
+            auto lender = std::static_pointer_cast<pool_core>(std::move(w.lender));
+            if (lender)
+                lender->stamp(n, loc); // another shard's connection, offered by it
+            co_return acquired_node{leased(n, acquire_outcome::waited, start, loc),
+                                    std::move(lender)};
         }
         if (w.closed || w.failure)
         {
@@ -161,7 +208,17 @@ public:
             std::unique_lock lk(mu_);
             machine_.release(n, c, now);
             if (machine_.pending().empty())
-                return; // to a waiter or the idle stack
+            {
+                // To a waiter or the idle stack; from the idle stack to another shard's waiter
+                // when this shard has none.
+                if (group_ && n->state == node_state::idle &&
+                    group_->waiting.load(std::memory_order_seq_cst) > 0)
+                {
+                    lk.unlock();
+                    offer(n);
+                }
+                return;
+            }
             auto acts = machine_.take_pending();
             lk.unlock();
             post_apply(std::move(acts));
@@ -170,6 +227,33 @@ public:
         {
             release_failures_.fetch_add(1, std::memory_order_relaxed);
         }
+    }
+
+    // ---- shards --------------------------------------------------------------------------
+
+    // Makes this core shard `index` of `g` (before any use).
+    void join(std::shared_ptr<pool_group> g, std::size_t index) noexcept
+    {
+        group_ = std::move(g);
+        index_ = index;
+        slot_freed_ = [this]
+        {
+            poke_waiting_shards();
+        };
+        std::lock_guard lk(mu_);
+        machine_.share_slots(&group_->slots);
+    }
+    const std::shared_ptr<pool_group>& group() const noexcept { return group_; }
+
+    // An idle connection of another shard (the next ones after this, in turn), or none.
+    std::optional<acquired_node> borrow(pgcoro::source_location loc)
+    {
+        const auto count = group_->members.size();
+        for (std::size_t k = 1; k < count; ++k)
+            if (auto m = group_->members[(index_ + k) % count].lock())
+                if (auto* n = m->try_acquire(loc))
+                    return acquired_node{n, std::move(m)};
+        return std::nullopt;
     }
 
     // ---- warmup, close, reconfiguration (on the strand) ---------------------------------
@@ -248,6 +332,121 @@ public:
     }
 
 private:
+    // `n`, just put on this shard's idle stack while some shard has waiters: taken back and
+    // handed to the first waiter of the next shard after this one that has one, or left here.
+    void offer(pool_node* n) noexcept
+    {
+        const auto count = group_->members.size();
+        for (std::size_t k = 1; k < count; ++k)
+        {
+            auto m = group_->members[(index_ + k) % count].lock();
+            if (!m || m->queued_.load(std::memory_order_relaxed) == 0)
+                continue;
+            {
+                std::lock_guard lk(mu_);
+                if (!machine_.take_for_transfer(n, fast_now()))
+                    return; // a waiter of this shard took it meanwhile
+            }
+            if (m->adopt(n, self_core()))
+                return;
+            release_here(n);
+            return;
+        }
+    }
+
+    // Hands `n` (of shard `lender`) to this shard's first waiter; false when none is left.
+    bool adopt(pool_node* n, std::shared_ptr<void> lender) noexcept
+    {
+        std::lock_guard lk(mu_);
+        auto* w = static_cast<pool_waiter*>(machine_.adopt());
+        if (!w)
+            return false;
+        w->lender = std::move(lender);
+        w->assigned = n;
+        w->wake();
+        return true;
+    }
+
+    // A node offered to another shard and not taken there comes back (no second offer).
+    void release_here(pool_node* n) noexcept
+    {
+        try
+        {
+            std::unique_lock lk(mu_);
+            machine_.release(n, conn_condition::reusable, fast_now());
+            auto acts = take_actions();
+            lk.unlock();
+            post_apply(std::move(acts));
+        }
+        catch (...)
+        {
+            release_failures_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    // A connection of this shard closed, freeing a slot of the pool: the other shards with
+    // waiters start the connects those may now call for.
+    void poke_waiting_shards()
+    {
+        if (group_->waiting.load(std::memory_order_seq_cst) == 0)
+            return;
+        for (auto& weak : group_->members)
+            if (auto m = weak.lock(); m && m.get() != this && m->queued_.load() > 0)
+                asio::post(m->strand(),
+                           [m] { m->event([](auto& machine, auto now) { machine.poke(now); }); });
+    }
+
+    // Returns `n`, handed to waiter `w` that did not take it, to the shard it belongs to.
+    void give_back(pool_waiter& w, pool_node* n) noexcept
+    {
+        if (!n)
+            return;
+        if (auto lender = std::static_pointer_cast<pool_core>(std::move(w.lender)))
+            lender->release(n, false); // another shard's, offered meanwhile
+        else
+            release(n, false);
+    }
+
+    // Stamps a node of this shard that another shard's waiter received.
+    void stamp(pool_node* n, pgcoro::source_location loc) noexcept
+    {
+        std::lock_guard lk(mu_);
+        machine_.stamp(n, loc, fast_now());
+    }
+
+    std::shared_ptr<pool_core> self_core()
+    {
+        return std::static_pointer_cast<pool_core>(pool_upkeep::shared_from_this());
+    }
+
+    // Counts a queued acquire of a shard in the shard and its group while it waits.
+    struct queued_mark
+    {
+        explicit queued_mark(pool_core* c) noexcept : core(c)
+        {
+            if (core)
+            {
+                core->queued_.fetch_add(1, std::memory_order_seq_cst);
+                core->group_->waiting.fetch_add(1, std::memory_order_seq_cst);
+            }
+        }
+        queued_mark(const queued_mark&) = delete;
+        queued_mark& operator=(const queued_mark&) = delete;
+        ~queued_mark()
+        {
+            if (core)
+            {
+                core->queued_.fetch_sub(1, std::memory_order_relaxed);
+                core->group_->waiting.fetch_sub(1, std::memory_order_relaxed);
+            }
+        }
+        pool_core* core;
+    };
+
+    std::shared_ptr<pool_group> group_; // null for a pool of one shard
+    std::size_t index_ = 0;
+    std::atomic<std::size_t> queued_{0}; // acquires waiting in this shard
+
     // A connection was handed out: its statements go to the observer, which hears of it.
     pool_node* leased(pool_node* n, acquire_outcome how, clock::time_point start,
                       pgcoro::source_location loc)
@@ -293,8 +492,7 @@ private:
                 std::lock_guard lk(core.mu_);
                 n = core.machine_.leave(waiter);
             }
-            if (n)
-                core.release(n, false);
+            core.give_back(waiter, n);
         }
         pool_core& core;
         pool_waiter& waiter;

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -111,6 +112,48 @@ public:
         return static_cast<Node*>(std::exchange(w.assigned, nullptr));
     }
 
+    // ---- shards (a pool split over several cores) ----------------------------------------
+
+    // The shards of one pool share its max_size: `slots` is how many more connections the
+    // whole pool may open (negative after set_max_size() shrank it). Each connect takes one,
+    // each node that leaves gives it back. Set before the first event.
+    void share_slots(std::atomic<std::ptrdiff_t>* slots) noexcept { slots_ = slots; }
+
+    // Takes `n` back off the idle stack, to give to another shard's waiter: it counts as
+    // leased here, stamped `now` (the receiving waiter stamps its own location with stamp()).
+    // False when `n` is no longer idle (this shard's own waiter took it first).
+    bool take_for_transfer(Node* n, time_point now) noexcept
+    {
+        if (closed_ || n->state != node_state::idle)
+            return false;
+        const auto it = std::find(idle_.rbegin(), idle_.rend(), n);
+        if (it == idle_.rend())
+            return false;
+        idle_.erase(std::next(it).base());
+        lease_out(*n, {}, now);
+        update_lease_gauges();
+        return true;
+    }
+
+    // Another shard's node, taken with take_for_transfer(), is on offer: this shard's first
+    // waiter that no validation is serving already leaves the queue and is returned (the
+    // caller assigns the node and wakes it). Null when there is none; the node then goes
+    // back to its own shard.
+    waiter_rec* adopt() noexcept
+    {
+        if (closed_ || waiters_.size() <= for_waiters_)
+            return nullptr;
+        waiter_rec* w = waiters_.pop_front();
+        update_gauges();
+        return w;
+    }
+
+    // Records who took `n` (a node of this shard a waiter of another shard received).
+    void stamp(Node* n, pgcoro::source_location loc, time_point now) noexcept
+    {
+        lease_out(*n, loc, now);
+    }
+
     // ---- release and the strand's completions -------------------------------------------
 
     // A lease gave its node back in condition `c`: handed to the first waiter or put on the
@@ -118,7 +161,7 @@ public:
     void release(Node* n, conn_condition c, time_point now)
     {
         if (c == conn_condition::reusable && !closed_ && now < n->retire &&
-            nodes_.size() <= cfg_.max_size)
+            nodes_.size() <= cfg_.max_size && !over_shared_limit())
         {
             // The common case, which changes nothing else: no finish() pass.
             if (waiters_.empty())
@@ -297,7 +340,7 @@ public:
         cfg_.max_size = std::max<std::size_t>(n, 1);
         ctr_.gauges.max_size.store(cfg_.max_size, std::memory_order_relaxed);
         cfg_.min_size = std::min(cfg_.min_size, cfg_.max_size);
-        while (nodes_.size() > cfg_.max_size && !idle_.empty())
+        while ((nodes_.size() > cfg_.max_size || over_shared_limit()) && !idle_.empty())
             close(idle_.front(), close_reason::idle_timeout);
         finish(now);
     }
@@ -424,7 +467,7 @@ private:
             close(n, close_reason::shutdown);
         else if (now >= n->retire)
             close(n, close_reason::lifetime);
-        else if (nodes_.size() > cfg_.max_size)
+        else if (nodes_.size() > cfg_.max_size || over_shared_limit())
             close(n, close_reason::idle_timeout); // set_max_size() shrank the pool meanwhile
         else if (!waiters_.empty())
             hand_to_waiter(n, now);
@@ -451,6 +494,14 @@ private:
         pending_.close.push_back({std::move(*it), why});
         *it = std::move(nodes_.back());
         nodes_.pop_back();
+        if (slots_)
+            slots_->fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // The shards together hold more connections than the pool's max_size now.
+    bool over_shared_limit() const noexcept
+    {
+        return slots_ && slots_->load(std::memory_order_relaxed) < 0;
     }
 
     void fail_waiters(const error& why)
@@ -494,6 +545,11 @@ private:
         }
         for (; k > 0; --k)
         {
+            if (slots_ && slots_->fetch_sub(1, std::memory_order_relaxed) <= 0)
+            {
+                slots_->fetch_add(1, std::memory_order_relaxed); // the pool is full
+                break;
+            }
             nodes_.push_back(make_node_());
             Node* n = nodes_.back().get();
             n->state = node_state::connecting;
@@ -532,6 +588,7 @@ private:
     std::optional<error> last_error_;
     pool_actions<Node> pending_;
     pool_counters ctr_;
+    std::atomic<std::ptrdiff_t>* slots_ = nullptr; // shared by the shards of a pool
 };
 
 } // namespace pgcoro::detail

@@ -19,6 +19,8 @@
 namespace pgcoro::detail
 {
 
+class pool_upkeep;
+
 // What the state machine (pool_machine) knows about one connection. No I/O: the machine reads
 // and writes only these fields; the driver's pool_node adds the connection.
 struct node_rec
@@ -41,7 +43,10 @@ struct node_rec
 // A pooled connection as the driver (pool_core) runs it.
 struct pool_node : node_rec
 {
-    explicit pool_node(boost::asio::any_io_executor ex) : conn(std::move(ex)) {}
+    pool_node(boost::asio::any_io_executor ex, pool_upkeep* shard)
+        : conn(std::move(ex)), owner(shard)
+    {
+    }
 
     // Whether the connection cannot be handed out: closed, or (`poll_socket`) its socket turned
     // readable while idle - the server spoke unasked, in practice a FATAL before EOF.
@@ -56,6 +61,7 @@ struct pool_node : node_rec
     }
 
     connection conn;
+    pool_upkeep* owner; // the pool (shard) the node belongs to, which its lease returns it to
     boost::asio::cancellation_signal abort; // ends its connect, ping or reset (shutdown)
 };
 

@@ -70,7 +70,7 @@ public:
                        // The connection's I/O objects take the strand's inner executor: their
                        // handlers run on the awaiting coroutine's executor anyway, and a
                        // type-erased strand is a heap allocation on every wait.
-                       return std::make_unique<pool_node>(strand_.get_inner_executor());
+                       return std::make_unique<pool_node>(strand_.get_inner_executor(), this);
                    }),
           rng_(std::random_device{}()), obs_owner_(std::move(obs)), obs_(obs_owner_.get()),
           slow_query_(pcfg.slow_query_threshold), maint_timer_(strand_), refill_timer_(strand_),
@@ -179,6 +179,8 @@ protected:
                     });
             n.conn.close();
         }
+        if (!acts.close.empty() && slot_freed_)
+            slot_freed_(); // sharded: another shard's waiter may connect now
         acts.close.clear();
         // Each node's operation can be aborted through its own signal (shutdown).
         const auto spawn = [this](pool_node* n, asio::awaitable<void> op)
@@ -337,8 +339,9 @@ protected:
     std::shared_ptr<observer> obs_owner_; // keeps the observer alive as long as the pool
     observer* obs_ = nullptr;             // the hot path's one branch
     std::chrono::milliseconds slow_query_;
-    std::function<void(const leak_info&)> on_leak_;  // the strand's
-    std::vector<asio::steady_timer*> watchers_;      // warmups waiting for connect progress
+    std::function<void(const leak_info&)> on_leak_; // the strand's
+    std::function<void()> slot_freed_;          // set once before start (sharded pools), strand's
+    std::vector<asio::steady_timer*> watchers_; // warmups waiting for connect progress
     std::atomic<std::uint64_t> release_failures_{0}; // exceptions caught on noexcept paths
     // read-write or primary pools: a returned connection whose server no longer matches
     // (a replica after a failover) is closed, not reused, and counted in read_only_closed_.

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 
 namespace pgcoro::detail
@@ -58,6 +59,9 @@ struct pool_waiter final : waiter_rec
     void wake() noexcept override { timer.cancel(); }
 
     boost::asio::steady_timer timer;
+    // Keeps another shard's pool core alive while its connection, handed to this waiter, has
+    // no lease yet (sharded pools).
+    std::shared_ptr<void> lender;
 };
 
 // The FIFO of waiting acquires, linked through the waiters themselves: no allocation as

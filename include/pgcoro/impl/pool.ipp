@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSL-1.0
-// pgcoro/impl/pool.ipp - basic_pool's operations on its core: inline from <pgcoro/pool.hpp>
+// pgcoro/impl/pool.ipp - pool's operations on its core: inline from <pgcoro/pool.hpp>
 // (header-only) or compiled once from <pgcoro/src.hpp> (PGCORO_SEPARATE_COMPILATION).
 #ifndef PGCORO_IMPL_POOL_IPP
 #define PGCORO_IMPL_POOL_IPP
@@ -12,48 +12,170 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+
 namespace pgcoro::detail
 {
 
-PGCORO_DECL std::shared_ptr<pool_core> pool_open(boost::asio::any_io_executor ex,
-                                                 connect_config connect, pool_config cfg,
-                                                 std::shared_ptr<observer> obs)
+// total / n, the first total % n shards one more: how a limit is split over n shards.
+constexpr std::size_t shard_share(std::size_t total, std::size_t n, std::size_t i) noexcept
 {
-    auto core = std::make_shared<pool_core>(std::move(ex), std::move(connect), cfg, std::move(obs));
-    boost::asio::post(core->strand(), [c = core]() { c->start(); });
-    return core;
+    return total / n + (i < total % n ? 1 : 0);
 }
 
-PGCORO_DECL void pool_shutdown(const std::shared_ptr<pool_core>& core)
+// A number for the calling thread, distinct from every other thread's.
+inline std::size_t thread_number() noexcept
 {
-    boost::asio::post(core->strand(), [c = core]() { c->begin_shutdown(); });
+    static std::atomic<std::size_t> next{0};
+    thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
+    return mine;
+}
+
+// The shard an acquire running on `ctx` starts from: the one made on that execution context
+// (several on it, as with one io_context run by several threads: spread by thread), else
+// any, spread by thread. Null once the pool is gone.
+inline std::shared_ptr<pool_core> home_shard(const pool_group& g, const void* ctx)
+{
+    const auto n = g.contexts.size();
+    std::size_t matches = 0;
+    for (const void* c : g.contexts)
+        matches += c == ctx ? 1 : 0;
+    std::size_t pick = thread_number() % (matches ? matches : n);
+    for (std::size_t i = 0; i < n; ++i)
+        if (!matches || g.contexts[i] == ctx)
+            if (pick-- == 0)
+                return g.members[i].lock();
+    return nullptr;
+}
+
+PGCORO_DECL pool_shards pool_open(std::vector<boost::asio::any_io_executor> executors,
+                                  connect_config connect, pool_config cfg,
+                                  std::shared_ptr<observer> obs)
+{
+    if (executors.empty())
+        throw std::invalid_argument("pgcoro::pool: no executor for its shards");
+    const std::size_t n =
+        std::clamp<std::size_t>(executors.size(), 1, std::max<std::size_t>(cfg.max_size, 1));
+    pool_shards shards;
+    shards.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+    {
+        pool_config c = cfg;
+        if (n > 1)
+        {
+            // max_size is shared (pool_group::slots): a busy shard may use what others do not
+            c.min_size = shard_share(cfg.min_size, n, i);
+            if (cfg.max_waiters > 0)
+                c.max_waiters = std::max<std::size_t>(1, shard_share(cfg.max_waiters, n, i));
+        }
+        shards.push_back(std::make_shared<pool_core>(executors[i], connect, c, obs));
+    }
+    if (n > 1)
+    {
+        auto g = std::make_shared<pool_group>();
+        g->slots = static_cast<std::ptrdiff_t>(cfg.max_size);
+        g->max_size = cfg.max_size;
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            g->members.push_back(shards[i]);
+            g->contexts.push_back(
+                &boost::asio::query(executors[i], boost::asio::execution::context));
+        }
+        for (std::size_t i = 0; i < n; ++i)
+            shards[i]->join(g, i);
+    }
+    for (auto& core : shards)
+        boost::asio::post(core->strand(), [c = core]() { c->start(); });
+    return shards;
+}
+
+PGCORO_DECL void pool_shutdown(const pool_shards& shards)
+{
+    for (const auto& core : shards)
+        boost::asio::post(core->strand(), [c = core]() { c->begin_shutdown(); });
 }
 
 PGCORO_DECL boost::asio::awaitable<expected<lease>> pool_acquire(std::shared_ptr<pool_core> core,
                                                                  source_location where)
 {
+    if (core->group())
+    {
+        const auto ex = co_await boost::asio::this_coro::executor;
+        if (auto home = home_shard(*core->group(),
+                                   &boost::asio::query(ex, boost::asio::execution::context)))
+            core = std::move(home);
+    }
     if (auto* n = core->try_acquire(where)) // an idle connection, without a strand hop
         co_return lease_access::make(std::move(core), n);
+    if (core->group())
+        if (auto lent = core->borrow(where)) // another shard's idle connection
+            co_return lease_access::make(std::move(lent->lender), lent->node);
     auto r = co_await core->acquire_slow(where);
     if (!r)
         co_return tl::unexpected(std::move(r.error()));
-    co_return lease_access::make(std::move(core), *r);
+    if (r->lender)
+        co_return lease_access::make(std::move(r->lender), r->node);
+    co_return lease_access::make(std::move(core), r->node);
 }
 
-PGCORO_DECL boost::asio::awaitable<expected<void>> pool_warmup(std::shared_ptr<pool_core> core)
+PGCORO_DECL boost::asio::awaitable<expected<void>> pool_warmup(pool_shards shards)
 {
-    co_return co_await spawn_on(core->strand(), core->warmup());
+    for (auto& core : shards)
+    {
+        auto r = co_await spawn_on(core->strand(), core->warmup());
+        if (!r)
+            co_return r;
+    }
+    co_return expected<void>{};
 }
 
-PGCORO_DECL boost::asio::awaitable<void> pool_close(std::shared_ptr<pool_core> core,
+PGCORO_DECL boost::asio::awaitable<void> pool_close(pool_shards shards,
                                                     std::chrono::milliseconds grace)
 {
-    co_await boost::asio::co_spawn(core->strand(), core->close(grace), boost::asio::use_awaitable);
+    pool_shutdown(shards); // every shard stops handing out before the first one drains
+    const auto until = std::chrono::steady_clock::now() + grace;
+    for (auto& core : shards)
+    {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            until - std::chrono::steady_clock::now());
+        co_await boost::asio::co_spawn(core->strand(),
+                                       core->close(std::max(left, std::chrono::milliseconds(0))),
+                                       boost::asio::use_awaitable);
+    }
 }
 
-PGCORO_DECL pool_stats pool_stats_of(const pool_core& core) noexcept
+PGCORO_DECL pool_stats pool_stats_of(const pool_shards& shards) noexcept
 {
-    return core.stats();
+    pool_stats sum = shards.front()->stats();
+    if (const auto& g = shards.front()->group())
+        sum.max_size = g->max_size.load(); // the shards' own may not have heard of a change yet
+    for (std::size_t i = 1; i < shards.size(); ++i)
+    {
+        const auto s = shards[i]->stats();
+        sum.size += s.size;
+        sum.idle += s.idle;
+        sum.leased += s.leased;
+        sum.connecting += s.connecting;
+        sum.waiters += s.waiters;
+        sum.acquired_immediately += s.acquired_immediately;
+        sum.acquired_after_wait += s.acquired_after_wait;
+        sum.timed_out += s.timed_out;
+        sum.cancelled += s.cancelled;
+        sum.rejected += s.rejected;
+        sum.opened += s.opened;
+        sum.connect_failures += s.connect_failures;
+        sum.closed_idle += s.closed_idle;
+        sum.closed_lifetime += s.closed_lifetime;
+        sum.closed_broken += s.closed_broken;
+        sum.closed_validation += s.closed_validation;
+        sum.closed_shutdown += s.closed_shutdown;
+        sum.leaks_reported += s.leaks_reported;
+        sum.closed_read_only += s.closed_read_only;
+    }
+    return sum;
 }
 
 PGCORO_DECL boost::asio::any_io_executor pool_executor(const pool_core& core) noexcept
@@ -61,28 +183,35 @@ PGCORO_DECL boost::asio::any_io_executor pool_executor(const pool_core& core) no
     return core.strand().get_inner_executor();
 }
 
-PGCORO_DECL void pool_on_leak(const std::shared_ptr<pool_core>& core,
-                              std::function<void(const leak_info&)> h)
+PGCORO_DECL void pool_on_leak(const pool_shards& shards, std::function<void(const leak_info&)> h)
 {
-    boost::asio::post(core->strand(), [c = core, h = std::move(h)]() mutable
-                      { c->set_leak_handler(std::move(h)); });
+    for (const auto& core : shards)
+        boost::asio::post(core->strand(),
+                          [c = core, h]() mutable { c->set_leak_handler(std::move(h)); });
 }
 
-PGCORO_DECL void pool_set_max_size(const std::shared_ptr<pool_core>& core, std::size_t n)
+PGCORO_DECL void pool_set_max_size(const pool_shards& shards, std::size_t n)
 {
-    boost::asio::post(core->strand(), [c = core, n]() { c->set_max_size(n); });
+    n = std::max<std::size_t>(n, 1);
+    if (const auto& g = shards.front()->group())
+    {
+        const auto old = g->max_size.exchange(n);
+        g->slots.fetch_add(static_cast<std::ptrdiff_t>(n) - static_cast<std::ptrdiff_t>(old));
+    }
+    for (const auto& core : shards) // each shard closes idle ones while the pool is over
+        boost::asio::post(core->strand(), [c = core, n]() { c->set_max_size(n); });
 }
 
-PGCORO_DECL void pool_set_acquire_timeout(const std::shared_ptr<pool_core>& core,
-                                          std::chrono::milliseconds d)
+PGCORO_DECL void pool_set_acquire_timeout(const pool_shards& shards, std::chrono::milliseconds d)
 {
-    boost::asio::post(core->strand(), [c = core, d]() { c->set_acquire_timeout(d); });
+    for (const auto& core : shards)
+        boost::asio::post(core->strand(), [c = core, d]() { c->set_acquire_timeout(d); });
 }
 
-PGCORO_DECL void pool_set_idle_timeout(const std::shared_ptr<pool_core>& core,
-                                       std::chrono::milliseconds d)
+PGCORO_DECL void pool_set_idle_timeout(const pool_shards& shards, std::chrono::milliseconds d)
 {
-    boost::asio::post(core->strand(), [c = core, d]() { c->set_idle_timeout(d); });
+    for (const auto& core : shards)
+        boost::asio::post(core->strand(), [c = core, d]() { c->set_idle_timeout(d); });
 }
 
 } // namespace pgcoro::detail
