@@ -39,6 +39,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -804,6 +805,10 @@ int main(int argc, char** argv)
     // Runs the io_context(s) on --threads threads (this one included) until stop_all().
     const auto run_all = [&]
     {
+        // Work guards: an io_context whose workers are not spawned yet must not return.
+        std::vector<asio::executor_work_guard<asio::io_context::executor_type>> busy;
+        for (auto& c : ios)
+            busy.emplace_back(c->get_executor());
         std::vector<std::thread> extra;
         for (int i = 1; i < opt.threads; ++i)
             extra.emplace_back([c = ios[static_cast<std::size_t>(opt.shards ? i : 0)].get()]
