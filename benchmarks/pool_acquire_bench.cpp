@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace asio = boost::asio;
 
@@ -39,7 +40,9 @@ pgcoro::connect_config from_env()
     return c;
 }
 
-// One benchmark iteration = `cycles` acquire+release pairs spread over `coroutines`.
+// One benchmark iteration = `cycles` acquire+release pairs spread over `coroutines`
+// (range 0). Range 1: the pool's shards, all on the one io_context (1: a plain pool; 2: the
+// sharded acquire path, which finds the caller's shard first).
 void BM_AcquireRelease(benchmark::State& state)
 {
     const int coroutines = static_cast<int>(state.range(0));
@@ -49,7 +52,10 @@ void BM_AcquireRelease(benchmark::State& state)
     cfg.min_size = 10;
     cfg.max_size = 10;
     cfg.validate_after_idle = std::chrono::milliseconds(0);
-    pgcoro::pool pool(io.get_executor(), from_env(), cfg);
+    std::vector<asio::any_io_executor> shards;
+    for (std::int64_t i = 0; i < state.range(1); ++i)
+        shards.emplace_back(io.get_executor());
+    pgcoro::pool pool(shards, from_env(), cfg);
     bool warm = false;
     asio::co_spawn(
         io,
@@ -98,5 +104,11 @@ void BM_AcquireRelease(benchmark::State& state)
 
 } // namespace
 
-BENCHMARK(BM_AcquireRelease)->Arg(1)->Arg(10)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AcquireRelease)
+    ->Args({1, 1})
+    ->Args({10, 1})
+    ->Args({1, 2})
+    ->Args({10, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_MAIN();

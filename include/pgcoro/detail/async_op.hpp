@@ -32,23 +32,48 @@
 namespace pgcoro::detail
 {
 
+// The handler's cancellation slot while the operation owns it: it holds a
+// forward_cancellation with the operation's executor, so it is cleared before the handler
+// runs, and also when the handler is destroyed without running (its io_context went away):
+// that executor must not outlive its context in the caller's slot.
+template <class Slot>
+class slot_owner
+{
+public:
+    explicit slot_owner(Slot s) noexcept : slot_(std::move(s)) {}
+    slot_owner(slot_owner&& o) noexcept : slot_(std::move(o.slot_)), owned_(o.owned_)
+    {
+        o.owned_ = false;
+    }
+    slot_owner& operator=(slot_owner&&) = delete;
+    ~slot_owner() { clear(); }
+    // Disconnects the slot (once).
+    void clear() noexcept
+    {
+        if (std::exchange(owned_, false) && slot_.is_connected())
+            slot_.clear();
+    }
+
+private:
+    Slot slot_;
+    bool owned_ = true;
+};
+
 // Delivers an operation's outcome (`value...`: none when it yields void) to `handler` through
-// `work` (the handler's executor, its work counted) with the handler's allocator; there, where
-// the handler's cancellation slot is used, the slot is disconnected first.
-template <class Handler, class Work, class... Value>
-void deliver(Handler handler, Work work, Value... value)
+// `work` (the handler's executor, its work counted) with the handler's allocator; there the
+// handler's cancellation slot (`slot`) is disconnected first.
+template <class Handler, class Work, class Slot, class... Value>
+void deliver(Handler handler, Work work, slot_owner<Slot> slot, Value... value)
 {
     namespace asio = boost::asio;
     auto alloc = asio::get_associated_allocator(handler);
-    asio::dispatch(work, asio::bind_allocator(
-                             alloc,
-                             [handler = std::move(handler), ... value = std::move(value)]() mutable
-                             {
-                                 auto s = asio::get_associated_cancellation_slot(handler);
-                                 if (s.is_connected())
-                                     s.clear();
-                                 std::move(handler)(std::move(value)...);
-                             }));
+    asio::dispatch(work, asio::bind_allocator(alloc,
+                                              [handler = std::move(handler), slot = std::move(slot),
+                                               ... value = std::move(value)]() mutable
+                                              {
+                                                  slot.clear();
+                                                  std::move(handler)(std::move(value)...);
+                                              }));
 }
 
 // co_spawn's completion handler for an operation yielding T (`void(exception_ptr[, T])`).
@@ -56,24 +81,25 @@ void deliver(Handler handler, Work work, Value... value)
 // `state` owns the signal co_spawn's cancellation slot is bound to: Boost 1.81's awaitable
 // thread clears that slot each time it resumes, until its entry point hands this handler
 // over, so the handler (kept in the entry point's frame until then) keeps the signal alive.
-template <class T, class Handler, class Work>
-auto make_completion(Handler handler, Work work, std::shared_ptr<forwarded_cancellation> state)
+template <class T, class Handler, class Work, class Slot>
+auto make_completion(Handler handler, Work work, slot_owner<Slot> slot,
+                     std::shared_ptr<forwarded_cancellation> state)
 {
     if constexpr (std::is_void_v<T>)
-        return [handler = std::move(handler), work = std::move(work),
+        return [handler = std::move(handler), work = std::move(work), slot = std::move(slot),
                 state = std::move(state)](std::exception_ptr e) mutable
         {
             if (e)
                 std::rethrow_exception(e);
-            deliver(std::move(handler), std::move(work));
+            deliver(std::move(handler), std::move(work), std::move(slot));
         };
     else
-        return [handler = std::move(handler), work = std::move(work),
+        return [handler = std::move(handler), work = std::move(work), slot = std::move(slot),
                 state = std::move(state)](std::exception_ptr e, T value) mutable
         {
             if (e)
                 std::rethrow_exception(e);
-            deliver(std::move(handler), std::move(work), std::move(value));
+            deliver(std::move(handler), std::move(work), std::move(slot), std::move(value));
         };
 }
 
@@ -96,13 +122,15 @@ struct async_run_initiation
         if (slot.is_connected())
             slot.template emplace<forward_cancellation<asio::any_io_executor>>(
                 forward_cancellation<asio::any_io_executor>{state, runner});
+        slot_owner<decltype(slot)> owner(slot);
         auto work = asio::prefer(asio::get_associated_executor(handler, ex),
                                  asio::execution::outstanding_work.tracked);
         asio::post(runner,
                    [runner, state, op = std::move(op), handler = std::move(handler),
-                    work = std::move(work)]() mutable
+                    work = std::move(work), owner = std::move(owner)]() mutable
                    {
-                       auto done = make_completion<T>(std::move(handler), std::move(work), state);
+                       auto done = make_completion<T>(std::move(handler), std::move(work),
+                                                      std::move(owner), state);
                        asio::co_spawn(
                            runner, run_marking_done(std::move(op), state),
                            asio::bind_cancellation_slot(state->signal.slot(), std::move(done)));
