@@ -82,7 +82,7 @@ using leak_report = detail::leak_info;
 /// connection the server closed while idle is replaced, not handed out. Failed connects are
 /// retried with capped exponential backoff.
 ///
-/// Thread safety: the pool's asynchronous work runs on a strand of `Executor`, its shared
+/// Thread safety: the pool's asynchronous work runs on a strand of its executor, its shared
 /// state behind a mutex; acquire(), leases, stats() and the setters may be used from
 /// coroutines on any thread of a multi-threaded io_context. A leased connection is used by one
 /// coroutine at a time.

@@ -6,6 +6,7 @@
 #include <pgcoro/pool.hpp>
 #include <pgcoro/with_timeout.hpp>
 
+#include "support/oracles.hpp"
 #include "support/test_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -418,26 +419,13 @@ static void stress(bool one_context)
     }
     // Every server session of the pool ends: nothing was leaked by the destruction.
     asio::io_context io;
-    pgcoro::test::run(
-        io,
-        [&]() -> asio::awaitable<void>
-        {
-            auto side =
-                co_await pgcoro::open_connection(io.get_executor(), test_server::get().tcp());
-            PGCORO_CO_ASSERT(side.has_value());
-            std::int64_t n = -1;
-            asio::steady_timer timer(io);
-            for (int i = 0; i < 150 && n != 0; ++i)
-            {
-                auto r = co_await side->query(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app);
-                n = r ? r->get<std::int64_t>(0, 0).value_or(-1) : -1;
-                timer.expires_after(20ms);
-                co_await timer.async_wait(asio::use_awaitable);
-            }
-            EXPECT_EQ(n, 0) << "server sessions left behind";
-        }(),
-        30s);
+    auto check = [&]() -> asio::awaitable<void>
+    {
+        auto side = co_await pgcoro::open_connection(io.get_executor(), test_server::get().tcp());
+        PGCORO_CO_ASSERT(side.has_value());
+        EXPECT_TRUE(co_await pgcoro::test::sessions_ended(*side, app));
+    };
+    pgcoro::test::run(io, check(), 30s);
 }
 
 TEST(PoolShardsStress, FourIoContextsOneDryShardPoolDestroyedMidFlight)

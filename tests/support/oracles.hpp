@@ -315,6 +315,25 @@ inline boost::asio::awaitable<std::int64_t> server_sessions(connection& side,
     co_return r ? r->get<std::int64_t>(0, 0).value_or(-1) : -1;
 }
 
+/// Waits (at most `limit`) until the server has no session named `app`: nothing the client
+/// dropped (a pool destroyed mid-flight, an io_context destroyed with frames in it) was leaked.
+inline boost::asio::awaitable<::testing::AssertionResult>
+sessions_ended(connection& side, const std::string& app,
+               std::chrono::milliseconds limit = std::chrono::milliseconds(3000))
+{
+    const auto until = std::chrono::steady_clock::now() + limit;
+    std::int64_t sessions = co_await server_sessions(side, app);
+    while (sessions != 0 && std::chrono::steady_clock::now() < until)
+    {
+        co_await sleep_for(std::chrono::milliseconds(20));
+        sessions = co_await server_sessions(side, app);
+    }
+    if (sessions == 0)
+        co_return ::testing::AssertionSuccess();
+    co_return ::testing::AssertionFailure()
+        << sessions << " server sessions for '" << app << "' left after " << limit.count() << " ms";
+}
+
 /// Waits (at most `limit`) until this process has at most `fds` descriptors open and the server
 /// has no session named `app` (backends exit asynchronously after the client closes).
 inline boost::asio::awaitable<::testing::AssertionResult>
