@@ -21,6 +21,8 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/experimental/promise.hpp>
+#include <boost/asio/experimental/use_promise.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -304,4 +306,20 @@ TEST(AsyncOp, IoContextDestroyedWithACancellationSlotBound)
     }
     sig.emit(asio::cancellation_type::terminal); // the slot's handler is gone: a no-op
     EXPECT_EQ(sentinel.use_count(), 1);
+}
+
+// experimental::use_promise: the operation starts eagerly and the promise is awaited later.
+TEST(AsyncOp, UsePromiseStartsEagerlyAndIsAwaitedLater)
+{
+    asio::io_context io;
+    int got = 0;
+    auto main = [&]() -> asio::awaitable<void>
+    {
+        auto p = async_run(io.get_executor(), answer(), asio::experimental::use_promise);
+        co_await asio::post(io, asio::use_awaitable); // the operation runs meanwhile
+        got = co_await std::move(p);
+    };
+    asio::co_spawn(io, main(), asio::detached);
+    io.run();
+    EXPECT_EQ(got, 42);
 }
