@@ -82,6 +82,7 @@ void restart_under_load(const std::string& app, const std::string& table,
                 // retried up to 50 times, hiding failures during recovery).
                 std::vector<clk::time_point> attempt_failures;
                 std::map<std::string, int> write_errors;
+                std::map<std::string, std::string> first_messages; // per kind, for diagnosis
                 pgcoro::retry_policy reads;
                 reads.max_attempts = 50;
                 reads.backoff.initial = 50ms;
@@ -109,11 +110,15 @@ void restart_under_load(const std::string& app, const std::string& table,
                                 if (!r)
                                     attempt_failures.push_back(clk::now());
                                 if (!r)
-                                    ++write_errors[std::string(to_string(r.error().value())) +
-                                                   (r.error().state.empty()
-                                                        ? ""
-                                                        : "/" +
-                                                              std::string(r.error().state.view()))];
+                                {
+                                    const auto kind =
+                                        std::string(to_string(r.error().value())) +
+                                        (r.error().state.empty()
+                                             ? ""
+                                             : "/" + std::string(r.error().state.view()));
+                                    if (write_errors[kind]++ == 0)
+                                        first_messages[kind] = r.error().message;
+                                }
                                 co_await sleep_for(r ? 5ms : 20ms);
                             }
                             --running;
@@ -253,7 +258,7 @@ void restart_under_load(const std::string& app, const std::string& table,
                     EXPECT_TRUE(k.rfind("connection_lost", 0) == 0 ||
                                 k.rfind("pool_timeout", 0) == 0 ||
                                 k.rfind("connect_failed", 0) == 0)
-                        << "unexpected failure kind " << k;
+                        << "unexpected failure kind " << k << ": " << first_messages[k];
                 }
                 // No single attempt failed once the pool had recovered (2 s after the server
                 // was back), and the work in flight failed promptly: within 3 s of the stop,

@@ -118,8 +118,10 @@ public:
         if (!is_open())
             return fail(errc::connection_lost, "connection is not open");
         if (!enter_pipeline())
-            return fail(errc::protocol_error,
-                        "could not enter pipeline mode: " + conn_message(conn_.get()));
+            return PQstatus(conn_.get()) != CONNECTION_OK
+                       ? fail(errc::connection_lost, conn_message(conn_.get()))
+                       : fail(errc::protocol_error,
+                              "could not enter pipeline mode: " + conn_message(conn_.get()));
         if (alone && unsynced_ > 0)
             if (auto s = sync_now(); !s)
                 return s;
@@ -234,8 +236,14 @@ public:
             }
             if (!r)
             {
+                // No result for a statement: the connection broke before its answer (EOF
+                // after a FATAL for an earlier one, as at a fast shutdown), else libpq is out
+                // of step with the slots.
                 if (s.kind == slot_kind::statement && s.op && !s.op->outcome)
-                    s.op->outcome = fail(errc::protocol_error, "statement returned no result");
+                    s.op->outcome =
+                        PQstatus(c) != CONNECTION_OK
+                            ? fail(errc::connection_lost, conn_message(c))
+                            : fail(errc::protocol_error, "statement returned no result");
                 ++cursor_;
                 head_since_ = clock::now();
                 continue;
@@ -438,6 +446,12 @@ private:
             close(error(errc::connection_lost, conn_message(c)));
             return;
         }
+        if (r && PQresultStatus(r) == PGRES_FATAL_ERROR)
+            if (auto e = result_error(r, c); e.is(errc::connection_lost))
+            {
+                close(std::move(e)); // a FATAL (57P01 at a fast shutdown) ends the session
+                return;
+            }
         std::string got = r ? PQresStatus(PQresultStatus(r)) : "no result";
         if (r && (PQresultStatus(r) == PGRES_COPY_IN || PQresultStatus(r) == PGRES_COPY_OUT))
             got += " (COPY is not supported by query())";
