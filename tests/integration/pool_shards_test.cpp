@@ -199,6 +199,90 @@ TEST(PoolShards, WaiterIsServedByAnotherShardsRelease)
     EXPECT_EQ(pool.stats().idle, 2u) << pool.stats();
 }
 
+// Shard 0 holds every connection of the pool and always has waiters of its own, so none of
+// its releases ever leaves a connection idle; shard 1 has no connection and no slot left to
+// open one. Shard 1's waiter is still served in a few turnovers of shard 0's queue, not
+// after its acquire_timeout (5 s).
+TEST(PoolShards, AShardWhoseWaitersKeepEveryConnectionBusyDoesNotStarveAnotherShard)
+{
+    contexts ctx(2);
+    pgcoro::pool pool(ctx.executors(), test_server::get().tcp(), shard_config(2, 0));
+    std::atomic<bool> stop{false};
+    std::atomic<int> busy_statements{0}, busy_failures{0}, running{0};
+    auto busy = [&]() -> asio::awaitable<void>
+    {
+        ++running;
+        while (!stop.load())
+        {
+            auto l = co_await pool.acquire();
+            if (!l)
+            {
+                ++busy_failures;
+                continue;
+            }
+            if ((co_await (*l)->query("SELECT pg_sleep(0.002)")).has_value())
+                ++busy_statements;
+        }
+        --running;
+    };
+    for (int i = 0; i < 6; ++i)
+        asio::co_spawn(ctx[0], busy(), asio::detached);
+    for (int i = 0; i < 400 && (pool.stats().size < 2 || pool.stats().waiters < 3); ++i)
+        std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(100ms);
+    const auto before = pool.stats();
+    EXPECT_EQ(before.size, 2u) << before; // both on shard 0: no slot left for shard 1
+    EXPECT_GE(before.waiters, 3u) << before;
+    std::vector<long long> waits;
+    for (int k = 0; k < 5; ++k)
+    {
+        const auto t0 = clk::now();
+        auto r = on(ctx[1], pool.acquire());
+        waits.push_back(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clk::now() - t0).count());
+        ASSERT_TRUE(r.has_value()) << r.error() << " after " << waits.back() << " ms";
+        EXPECT_EQ(shard_of(*r), &ctx[0]); // shard 0's connection, handed over
+        EXPECT_TRUE(on(ctx[1], (*r)->query("SELECT 1")).has_value());
+    }
+    stop = true;
+    for (int i = 0; i < 400 && running.load() > 0; ++i)
+        std::this_thread::sleep_for(5ms);
+    EXPECT_EQ(running.load(), 0);
+    EXPECT_EQ(busy_failures.load(), 0);
+    EXPECT_GT(busy_statements.load(), 20);
+    std::printf("[ shards   ] shard 1's waits behind a busy shard 0 (ms):");
+    for (auto w : waits)
+    {
+        std::printf(" %lld", w);
+        EXPECT_LT(w, 500) << "shard 1's waiter starved behind shard 0's own waiters";
+    }
+    std::printf("; shard 0 statements meanwhile: %d\n", busy_statements.load());
+}
+
+// A shard's pool_timeout says where the whole pool stood, not only that shard (which has no
+// connection of its own here).
+TEST(PoolShards, ATimeoutInOneShardDescribesTheOtherShardsToo)
+{
+    contexts ctx(2);
+    auto pc = shard_config(2, 0);
+    pc.acquire_timeout = 200ms;
+    pgcoro::pool pool(ctx.executors(), test_server::get().tcp(), pc);
+    auto a = acquire_on(ctx[0], pool);
+    auto b = acquire_on(ctx[0], pool);
+    ASSERT_EQ(shard_of(a), &ctx[0]);
+    ASSERT_EQ(shard_of(b), &ctx[0]);
+    auto r = on(ctx[1], pool.acquire());
+    ASSERT_FALSE(r.has_value());
+    EXPECT_TRUE(r.error().is(errc::pool_timeout)) << r.error();
+    const auto& msg = r.error().message;
+    EXPECT_NE(msg.find("size=0/2 in_use=0 idle=0 connecting=0 waiters=1"), std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("; shard 2 of 2; the other shards: size=2 in_use=2 idle=0 connecting=0 "
+                       "waiters=0"),
+              std::string::npos)
+        << msg;
+}
+
 TEST(PoolShards, MaxSizeIsTheWholePoolsLimitFromAnyShard)
 {
     contexts ctx(3);
@@ -267,6 +351,108 @@ TEST(PoolShards, LeakReportNamesTheAcquireOfABorrowedConnection)
     EXPECT_TRUE(seen) << "no leak report for the line of the borrowing acquire";
 }
 
+// max_waiters is the whole pool's, split evenly: each shard queues its half and refuses the
+// next one at once.
+TEST(PoolShards, MaxWaitersIsSplitEvenlyBetweenShards)
+{
+    contexts ctx(2);
+    auto pc = shard_config(2, 2);
+    pc.max_waiters = 4;
+    pgcoro::pool pool(ctx.executors(), test_server::get().tcp(), pc);
+    ASSERT_TRUE(on(ctx[0], pool.warmup()).has_value());
+    auto a = acquire_on(ctx[0], pool);
+    auto b = acquire_on(ctx[1], pool);
+    std::vector<std::future<pgcoro::expected<pgcoro::lease>>> queued;
+    for (std::size_t i = 0; i < 2; ++i)
+    {
+        for (int k = 0; k < 2; ++k)
+            queued.push_back(asio::co_spawn(ctx[i], pool.acquire(), asio::use_future));
+        for (int t = 0; t < 200 && pool.stats().waiters < 2 * (i + 1); ++t)
+            std::this_thread::sleep_for(5ms);
+        ASSERT_EQ(pool.stats().waiters, 2 * (i + 1)) << pool.stats();
+        const auto t0 = clk::now();
+        auto refused = on(ctx[i], pool.acquire()); // this shard's third waiter
+        EXPECT_LT(clk::now() - t0, 1s);
+        ASSERT_FALSE(refused.has_value()) << "shard " << i;
+        EXPECT_TRUE(refused.error().is(errc::too_many_waiters)) << refused.error();
+    }
+    EXPECT_EQ(pool.stats().rejected, 2u) << pool.stats();
+    a.release();
+    b.release();
+    for (auto& f : queued) // the two connections serve the four waiters in turn
+    {
+        ASSERT_EQ(f.wait_for(4s), std::future_status::ready);
+        auto r = f.get();
+        ASSERT_TRUE(r.has_value()) << r.error();
+    }
+}
+
+// set_acquire_timeout() and set_idle_timeout() reach every shard.
+TEST(PoolShards, RuntimeSettersReachEveryShard)
+{
+    contexts ctx(2);
+    pgcoro::pool pool(ctx.executors(), test_server::get().tcp(), shard_config(2, 0));
+    {
+        auto a = acquire_on(ctx[0], pool);
+        auto b = acquire_on(ctx[1], pool);
+        ASSERT_EQ(shard_of(a), &ctx[0]);
+        ASSERT_EQ(shard_of(b), &ctx[1]);
+        pool.set_acquire_timeout(100ms); // from 5 s
+        for (std::size_t i = 0; i < 2; ++i)
+        {
+            const auto t0 = clk::now();
+            auto r = on(ctx[i], pool.acquire());
+            EXPECT_LT(clk::now() - t0, 2s) << "shard " << i;
+            ASSERT_FALSE(r.has_value());
+            EXPECT_TRUE(r.error().is(errc::pool_timeout)) << r.error();
+            EXPECT_NE(r.error().message.find("(acquire_timeout 100 ms)"), std::string::npos)
+                << r.error();
+        }
+    }
+    EXPECT_EQ(pool.stats().idle, 2u) << pool.stats(); // one idle connection in each shard
+    pool.set_idle_timeout(50ms);                      // from none
+    for (int t = 0; t < 400 && pool.stats().size > 0; ++t)
+        std::this_thread::sleep_for(5ms);
+    const auto s = pool.stats();
+    EXPECT_EQ(s.size, 0u) << s;
+    EXPECT_EQ(s.closed_idle, 2u) << s;
+}
+
+// Two shards on one io_context run by two threads: each thread starts at its own shard (its
+// acquires get that shard's connection back), so the threads do not share one queue.
+TEST(PoolShards, SeveralShardsOnOneIoContextAreSpreadByThread)
+{
+    asio::io_context io(2);
+    const std::vector<asio::any_io_executor> exs{io.get_executor(), io.get_executor()};
+    pgcoro::pool pool(exs, test_server::get().tcp(), shard_config(2, 2));
+    // Runs `aw` to completion on the calling thread only (nobody else runs `io`).
+    auto here = [&io](auto aw)
+    {
+        auto f = asio::co_spawn(io, std::move(aw), asio::use_future);
+        io.restart();
+        while (f.wait_for(0s) != std::future_status::ready)
+            io.run_one_for(10ms);
+        return f.get();
+    };
+    ASSERT_TRUE(here(pool.warmup()).has_value());
+    int pid[2] = {0, 0};
+    for (int t = 0; t < 2; ++t)
+        std::thread(
+            [&, t]
+            {
+                for (int k = 0; k < 3; ++k) // the same connection each time: the hottest idle
+                {                           // of the thread's own shard
+                    auto r = here(pool.acquire());
+                    ASSERT_TRUE(r.has_value()) << r.error();
+                    EXPECT_TRUE(k == 0 || (*r)->backend_pid() == pid[t]) << "thread " << t;
+                    pid[t] = (*r)->backend_pid();
+                }
+            })
+            .join();
+    EXPECT_NE(pid[0], 0);
+    EXPECT_NE(pid[0], pid[1]) << "both threads started at the same shard";
+}
+
 TEST(PoolShards, CloseWaitsForLeasesOfEveryShard)
 {
     contexts ctx(2);
@@ -316,7 +502,10 @@ static void stress(bool one_context)
         pc.validate_after_idle = 5ms;
         pc.validation_timeout = 50ms;
         auto pool = std::make_unique<pgcoro::pool>(exs, cc, pc);
-        auto client = [&](unsigned seed) -> asio::awaitable<void>
+        // `light`: a client of the other io_contexts pauses 5-15 ms after each statement, so
+        // those shards keep idle connections most of the time (the first shard borrows them)
+        // and their releases often find no local waiter (they are offered to the first shard).
+        auto client = [&](unsigned seed, bool light) -> asio::awaitable<void>
         {
             std::mt19937 rng(seed);
             while (!stop.load())
@@ -351,10 +540,11 @@ static void stress(bool one_context)
                     std::lock_guard lk(mu);
                     unexpected.push_back(q.error().to_string());
                 }
-                if (rng() % 2 == 0)
+                if (light || rng() % 2 == 0)
                 {
-                    asio::steady_timer t(co_await asio::this_coro::executor,
-                                         std::chrono::milliseconds(rng() % 4));
+                    asio::steady_timer t(
+                        co_await asio::this_coro::executor,
+                        std::chrono::milliseconds(light ? 5 + rng() % 10 : rng() % 4));
                     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
                 }
             }
@@ -363,8 +553,9 @@ static void stress(bool one_context)
         // 40 clients on the first io_context, 4 on each other one.
         for (unsigned k = 0; k < 52; ++k)
         {
-            auto& io = *ios[one_context || k < 40 ? 0 : 1 + (k - 40) % 3];
-            asio::co_spawn(io, client(100 + k), asio::detached);
+            const bool light = !one_context && k >= 40;
+            auto& io = *ios[light ? 1 + (k - 40) % 3 : 0];
+            asio::co_spawn(io, client(100 + k, light), asio::detached);
         }
         auto resize = [&]() -> asio::awaitable<void>
         {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -426,7 +427,7 @@ TEST_F(PoolMachine, TimeoutErrorDescribesThePool)
     fast(pgcoro::source_location::current());
     test_waiter w;
     m->acquire(w, now);
-    auto e = m->timeout_error(500ms);
+    auto e = pgcoro::detail::pool_timeout_error(500ms, c.acquire_timeout, m->describe());
     EXPECT_TRUE(e.is(errc::pool_timeout));
     EXPECT_NE(e.message.find("no connection within 500 ms"), std::string::npos) << e.message;
     EXPECT_NE(e.message.find("size=1/1 in_use=1 idle=0 connecting=0 waiters=1"), std::string::npos)
@@ -443,7 +444,7 @@ TEST_F(PoolMachine, ACancelledAcquireSaysWhereThePoolWas)
     m->acquire(w, now);
     const auto e = refused_transient();
     m->connect_done(take().open[0], &e, 0, now, 0);
-    auto c = m->cancelled_error(850ms);
+    auto c = pgcoro::detail::acquire_cancelled_error(850ms, m->describe());
     EXPECT_TRUE(c.is(errc::cancelled));
     EXPECT_NE(c.message.find("acquire cancelled after 850 ms: size=0/4"), std::string::npos)
         << c.message;
@@ -1065,8 +1066,8 @@ TEST_F(PoolMachine, SharedSlotsCapConnectsAcrossShards)
     auto c = base_config();               // each shard alone would open 4
     machine a(c, [] { return std::make_unique<test_node>(); });
     machine b(c, [] { return std::make_unique<test_node>(); });
-    a.share_slots(&slots);
-    b.share_slots(&slots);
+    a.share(&slots, nullptr);
+    b.share(&slots, nullptr);
     test_waiter wa1, wa2, wb1, wb2;
     a.acquire(wa1, now);
     a.acquire(wa2, now);
@@ -1085,7 +1086,7 @@ TEST_F(PoolMachine, AShrunkSharedBudgetClosesReturnedConnections)
 {
     std::atomic<std::ptrdiff_t> slots{2};
     make();
-    m->share_slots(&slots);
+    m->share(&slots, nullptr);
     m->poke(now);
     test_waiter w1, w2;
     m->acquire(w1, now);
@@ -1138,6 +1139,39 @@ TEST_F(PoolMachine, ATransferLosesToThisShardsOwnWaiter)
     m->release(n, conn_condition::reusable, now);
     EXPECT_EQ(w.node(), n); // handed to the shard's own waiter first
     EXPECT_FALSE(m->take_for_transfer(n, now));
+}
+
+// The other shards read when this shard's oldest waiter queued; a release can hold a node for
+// a shard whose waiter waited longer, unless the node is not fit to hand on.
+TEST_F(PoolMachine, TheOldestWaiterIsPublishedAndAReleaseCanPassANodeOn)
+{
+    constexpr auto none = std::numeric_limits<clk::rep>::max();
+    std::atomic<std::ptrdiff_t> slots{4};
+    std::atomic<clk::rep> front{0};
+    auto nodes = with_idle(2);
+    m->share(&slots, &front);
+    EXPECT_EQ(front.load(), none); // no waiter
+    auto* a = fast();
+    auto* b = fast();
+    ASSERT_NE(b, nullptr);
+    test_waiter w1, w2;
+    const auto first = now;
+    m->acquire(w1, now);
+    advance(5ms);
+    m->acquire(w2, now);
+    take();
+    EXPECT_EQ(front.load(), first.time_since_epoch().count()); // the oldest one's
+    EXPECT_TRUE(m->pass_on(a, conn_condition::reusable, now)); // kept leased, for elsewhere
+    EXPECT_EQ(a->state, node_state::leased);
+    EXPECT_EQ(w1.node(), nullptr);
+    EXPECT_FALSE(m->pass_on(b, conn_condition::in_transaction, now)); // needs a ROLLBACK first
+    m->release(a, conn_condition::reusable, now);
+    EXPECT_EQ(w1.node(), a);
+    EXPECT_EQ(front.load(), (first + 5ms).time_since_epoch().count()); // w2 is the oldest now
+    m->leave(w2);
+    EXPECT_EQ(front.load(), none);
+    slots = -1; // the pool shrank below what it holds: closed as it comes back, not handed on
+    EXPECT_FALSE(m->pass_on(b, conn_condition::reusable, now));
 }
 
 } // namespace

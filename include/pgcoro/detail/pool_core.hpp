@@ -15,9 +15,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -37,6 +39,15 @@ struct pool_group
     std::atomic<std::size_t> waiting{0};           // acquires queued in any shard
     std::atomic<std::ptrdiff_t> slots{0};          // connections the pool may still open
     std::atomic<std::size_t> max_size{0};          // the pool's max_size
+
+    // When a shard's oldest waiter queued (steady_clock count; max() when none), each on its
+    // own cache line: pool_machine::share() keeps it, the other shards' releases read it.
+    struct alignas(64) front
+    {
+        std::atomic<std::chrono::steady_clock::rep> since{
+            std::numeric_limits<std::chrono::steady_clock::rep>::max()};
+    };
+    std::unique_ptr<front[]> fronts; // one per member
 };
 
 // What an acquire got: a leased node, and the shard it belongs to when that is not the
@@ -172,13 +183,14 @@ public:
         }
         if (!ec)
         {
-            auto e = machine_.timeout_error(clock::now() - start); // still counted as waiting
+            auto e = pool_timeout_error(clock::now() - start, machine_.config().acquire_timeout,
+                                        where()); // still counted as waiting
             machine_.leave(w);
             machine_.count(acquire_outcome::timed_out);
             lk.unlock();
             co_return failed(acquire_outcome::timed_out, start, loc, std::move(e));
         }
-        auto e = machine_.cancelled_error(clock::now() - start); // still counted as waiting
+        auto e = acquire_cancelled_error(clock::now() - start, where()); // still a waiter
         machine_.leave(w);
         machine_.count(acquire_outcome::cancelled);
         lk.unlock();
@@ -206,6 +218,14 @@ public:
             }
             const auto c = condition(*n, broken);
             std::unique_lock lk(mu_);
+            if (group_ && machine_.waiter_count() > 0)
+                if (auto m = longer_waiting_shard(now); m && machine_.pass_on(n, c, now))
+                {
+                    lk.unlock();
+                    if (!m->adopt(n, self_core()))
+                        release_here(n); // served meanwhile: to this shard's own waiter
+                    return;
+                }
             machine_.release(n, c, now);
             if (machine_.pending().empty())
             {
@@ -241,7 +261,7 @@ public:
             poke_waiting_shards();
         };
         std::lock_guard lk(mu_);
-        machine_.share_slots(&group_->slots);
+        machine_.share(&group_->slots, &group_->fronts[index].since);
     }
     const std::shared_ptr<pool_group>& group() const noexcept { return group_; }
 
@@ -365,6 +385,65 @@ private:
         w->assigned = n;
         w->wake();
         return true;
+    }
+
+    // Where the pool stood, for a failed acquire: this shard, then the others of a sharded
+    // pool ("; shard 1 of 2; the other shards: size=2 in_use=2 idle=0 connecting=0
+    // waiters=3"). Under mu_; the other shards' gauges are read without their locks.
+    std::string where() const
+    {
+        std::string s = machine_.describe();
+        if (!group_)
+            return s;
+        pool_stats o;
+        for (std::size_t i = 0; i < group_->members.size(); ++i)
+            if (auto m = group_->members[i].lock(); m && i != index_)
+            {
+                const auto t = m->stats();
+                o.size += t.size;
+                o.leased += t.leased;
+                o.idle += t.idle;
+                o.connecting += t.connecting;
+                o.waiters += t.waiters;
+            }
+        return s + "; shard " + std::to_string(index_ + 1) + " of " +
+               std::to_string(group_->members.size()) +
+               "; the other shards: size=" + std::to_string(o.size) +
+               " in_use=" + std::to_string(o.leased) + " idle=" + std::to_string(o.idle) +
+               " connecting=" + std::to_string(o.connecting) +
+               " waiters=" + std::to_string(o.waiters);
+    }
+
+    // Another shard whose oldest waiter has waited over twice as long as this shard's oldest
+    // one, and 10 ms longer: a release goes there first, so a shard whose own waiters keep
+    // every connection it holds busy does not leave another shard's waiters (which have no
+    // connection, and no slot to open one) until their acquire_timeout. Shards with even
+    // loads do not hand over this way. Null when there is none. Under mu_.
+    std::shared_ptr<pool_core> longer_waiting_shard(clock::time_point now) const
+    {
+        if (group_->waiting.load(std::memory_order_relaxed) <=
+            queued_.load(std::memory_order_relaxed))
+            return nullptr; // no other shard has a waiter
+        using rep = clock::rep;
+        constexpr rep none = std::numeric_limits<rep>::max();
+        const rep own = group_->fronts[index_].since.load(std::memory_order_relaxed);
+        if (own == none)
+            return nullptr;
+        const rep at = now.time_since_epoch().count();
+        rep longest =
+            2 * (at - own) +
+            std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(10)).count();
+        std::size_t pick = index_;
+        for (std::size_t i = 0; i < group_->members.size(); ++i)
+        {
+            const rep since = group_->fronts[i].since.load(std::memory_order_relaxed);
+            if (i != index_ && since != none && at - since > longest)
+            {
+                longest = at - since;
+                pick = i;
+            }
+        }
+        return pick == index_ ? nullptr : group_->members[pick].lock();
     }
 
     // A node offered to another shard and not taken there comes back (no second offer).

@@ -6,6 +6,7 @@
 
 #include <pgcoro/detail/pool_actions.hpp>
 #include <pgcoro/detail/pool_counters.hpp>
+#include <pgcoro/detail/pool_describe.hpp>
 #include <pgcoro/detail/pool_node.hpp>
 #include <pgcoro/detail/pool_policy.hpp>
 #include <pgcoro/detail/waiter_queue.hpp>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,6 +94,7 @@ public:
             ctr_.bump(ctr_.totals.rejected);
             return acquire_step::too_many_waiters;
         }
+        w.since = now;
         waiters_.push_back(&w);
         finish(now);
         if (w.assigned)
@@ -116,8 +119,25 @@ public:
 
     // The shards of one pool share its max_size: `slots` is how many more connections the
     // whole pool may open (negative after set_max_size() shrank it). Each connect takes one,
-    // each node that leaves gives it back. Set before the first event.
-    void share_slots(std::atomic<std::ptrdiff_t>* slots) noexcept { slots_ = slots; }
+    // each node that leaves gives it back. `front` gets when the oldest waiter queued (the
+    // clock's count; max() when none), for the other shards. Set before the first event.
+    void share(std::atomic<std::ptrdiff_t>* slots, std::atomic<clock::rep>* front) noexcept
+    {
+        slots_ = slots;
+        front_ = front;
+        update_gauges();
+    }
+
+    // Keeps `n`, which a lease gives back in condition `c`, leased for another shard's waiter
+    // (as take_for_transfer() does); false when it is not fit to hand on (release() it).
+    bool pass_on(Node* n, conn_condition c, time_point now) noexcept
+    {
+        if (c != conn_condition::reusable || closed_ || now >= n->retire ||
+            nodes_.size() > cfg_.max_size || over_shared_limit())
+            return false;
+        lease_out(*n, {}, now);
+        return true;
+    }
 
     // Takes `n` back off the idle stack, to give to another shard's waiter: it counts as
     // leased here, stamped `now` (the receiving waiter stamps its own location with stamp()).
@@ -355,49 +375,13 @@ public:
     // ones itself).
     void count(acquire_outcome how) noexcept { ctr_.count(how); }
 
-    // pool_timeout, described while the waiter still counts among the waiters.
-    error timeout_error(clock::duration waited) const
-    {
-        return error(errc::pool_timeout, "no connection within " + std::to_string(ms(waited)) +
-                                             " ms (acquire_timeout " +
-                                             std::to_string(cfg_.acquire_timeout.count()) +
-                                             " ms): " + describe());
-    }
-
-    // A waiting acquire cancelled by its caller (or by with_timeout): where the pool was.
-    error cancelled_error(clock::duration waited) const
-    {
-        return error(errc::cancelled, "acquire cancelled after " + std::to_string(ms(waited)) +
-                                          " ms: " + describe());
-    }
-
-    // "size=1/4 in_use=1 idle=0 connecting=0 waiters=1; oldest lease taken at f.cpp:12; last
-    // connect error: ...".
+    // Where the pool stands, for a failed acquire's error (pool_describe.hpp).
     std::string describe() const
     {
-        const auto s = stats();
-        std::string msg =
-            "size=" + std::to_string(s.size) + "/" + std::to_string(cfg_.max_size) +
-            " in_use=" + std::to_string(s.leased) + " idle=" + std::to_string(s.idle) +
-            " connecting=" + std::to_string(s.connecting) + " waiters=" + std::to_string(s.waiters);
-        const node_rec* oldest = nullptr;
-        for (const auto& p : nodes_)
-            if (p->state == node_state::leased && (!oldest || p->leased_at < oldest->leased_at))
-                oldest = p.get();
-        if (oldest)
-            msg += "; oldest lease taken at " + std::string(oldest->acquired_at.file_name()) + ":" +
-                   std::to_string(oldest->acquired_at.line());
-        if (last_error_)
-            msg += "; last connect error: " + last_error_->to_string();
-        return msg;
+        return describe_pool(stats(), cfg_.max_size, nodes_, last_error_);
     }
 
 private:
-    static long long ms(clock::duration d) noexcept
-    {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-    }
-
     bool needs_validation(const node_rec& n, time_point now) const noexcept
     {
         return cfg_.validate_after_idle.count() > 0 &&
@@ -571,6 +555,10 @@ private:
         ctr_.gauges.size.store(nodes_.size(), std::memory_order_relaxed);
         ctr_.gauges.connecting.store(connecting_, std::memory_order_relaxed);
         ctr_.gauges.waiters.store(waiters_.size(), std::memory_order_relaxed);
+        if (front_)
+            front_->store(waiters_.empty() ? clock::rep{std::numeric_limits<clock::rep>::max()}
+                                           : waiters_.front()->since.time_since_epoch().count(),
+                          std::memory_order_relaxed);
         update_lease_gauges();
     }
 
@@ -589,6 +577,7 @@ private:
     pool_actions<Node> pending_;
     pool_counters ctr_;
     std::atomic<std::ptrdiff_t>* slots_ = nullptr; // shared by the shards of a pool
+    std::atomic<clock::rep>* front_ = nullptr;     // this shard's oldest waiter, for the others
 };
 
 } // namespace pgcoro::detail

@@ -33,6 +33,7 @@ struct waiter_rec
     virtual void wake() noexcept = 0;
 
     pgcoro::source_location where;
+    std::chrono::steady_clock::time_point since{}; // when it queued
     node_rec* assigned = nullptr;
     bool closed = false;
     std::optional<error> failure; // a connect failed in a way retrying cannot fix
@@ -75,6 +76,7 @@ public:
     waiter_queue& operator=(const waiter_queue&) = delete;
 
     bool empty() const noexcept { return head_ == nullptr; }
+    const waiter_rec* front() const noexcept { return head_; }
     std::size_t size() const noexcept { return size_; }
 
     // Appends `w`, which must not be queued already.

@@ -78,6 +78,7 @@ PGCORO_DECL pool_shards pool_open(std::vector<boost::asio::any_io_executor> exec
         auto g = std::make_shared<pool_group>();
         g->slots = static_cast<std::ptrdiff_t>(cfg.max_size);
         g->max_size = cfg.max_size;
+        g->fronts = std::make_unique<pool_group::front[]>(n);
         for (std::size_t i = 0; i < n; ++i)
         {
             g->members.push_back(shards[i]);
