@@ -24,7 +24,8 @@
 // check: each acquire() call takes a ticket; a grant whose ticket is not the lowest one still
 // pending is counted as out of order. Exact with one io thread; with more, a ticket is taken
 // and a grant observed on different threads than the pool's strand, so reorderings between
-// threads count too (an upper bound). The last line is machine-readable:
+// threads count too (an upper bound). With --shards each io_context's acquires are checked
+// on their own (FIFO holds within a shard). The last line is machine-readable:
 //   RESULT workload=W1 concurrency=10 ... qps=... p99_us=...
 //
 // Built twice: pgcoro_driver, and pgcoro_driver_allocs (PGCORO_DRIVER_COUNT_ALLOCS) which
@@ -67,6 +68,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #ifdef PGCORO_DRIVER_COUNT_ALLOCS
@@ -488,15 +490,19 @@ private:
 
 struct run_state
 {
-    explicit run_state(const options& o) : opt(o), fifo(o.threads > 1) {}
+    explicit run_state(const options& o) : opt(o)
+    {
+        for (int i = 0; i < (o.shards ? o.threads : 1); ++i)
+            fifos.push_back(std::make_unique<fifo_check>(o.threads > 1 && !o.shards));
+    }
 
     const options& opt;
     std::atomic<int> ph{warming};
     clock_type::time_point warm_end{}, measure_end{};
     snapshot begin{}, end{};
     std::atomic<std::uint64_t> ops{0}, errors{0}, total_ops{0};
-    pgcoro::latency_histogram latency; // W1/W2: acquire + query; W3: acquire wait
-    fifo_check fifo;
+    pgcoro::latency_histogram latency;              // W1/W2: acquire + query; W3: acquire wait
+    std::vector<std::unique_ptr<fifo_check>> fifos; // one per io_context with --shards
     std::mutex err_mu;
     std::string first_error;
     bool hit_max_time = false;
@@ -556,6 +562,19 @@ struct run_state
             first_error = e.to_string();
     }
     bool measuring_now() const { return ph.load(std::memory_order_relaxed) == measuring; }
+    // The FIFO checks' totals: {checked, out of order}; nullopt when one gave up.
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> fifo_totals() const
+    {
+        std::pair<std::uint64_t, std::uint64_t> t{0, 0};
+        for (const auto& f : fifos)
+        {
+            if (f->overflow())
+                return std::nullopt;
+            t.first += f->checked();
+            t.second += f->out_of_order();
+        }
+        return t;
+    }
     bool finished() const { return ph.load(std::memory_order_relaxed) == done; }
 };
 
@@ -567,19 +586,20 @@ asio::awaitable<void> worker(pgcoro::pool& pool, run_state& st, int index, int& 
     const auto ex = co_await asio::this_coro::executor;
     std::minstd_rand rng(static_cast<std::uint32_t>(index) * 7919u + 1u);
     const auto rows = static_cast<std::uint32_t>(st.opt.rows);
+    auto& fifo = *st.fifos[static_cast<std::size_t>(index) % st.fifos.size()]; // its io_context's
     while (!st.finished())
     {
         const auto t0 = clock_type::now();
-        const auto ticket = st.fifo.take();
+        const auto ticket = fifo.take();
         auto l = co_await pool.acquire();
         if (!l)
         {
-            st.fifo.settle(ticket, false);
+            fifo.settle(ticket, false);
             st.error(l.error());
             st.completed(t0, clock_type::now(), false);
             continue;
         }
-        st.fifo.settle(ticket, st.measuring_now());
+        fifo.settle(ticket, st.measuring_now());
         bool ok = true;
         switch (st.opt.w)
         {
@@ -856,6 +876,7 @@ int main(int argc, char** argv)
     const std::uint64_t mallocs = st.end.mallocs - st.begin.mallocs;
     const long rss = peak_rss_kb();
     const bool w3 = opt.w == workload::w3;
+    const auto fifo = st.fifo_totals();
     (void)news; // printed by the counting build only
     (void)mallocs;
     (void)per_op;
@@ -879,13 +900,15 @@ int main(int argc, char** argv)
                     "Asio's aligned_alloc)\n",
                     per_op(mallocs), static_cast<unsigned long long>(mallocs));
 #endif
-        if (st.fifo.overflow())
+        if (!fifo)
             std::printf("  FIFO check   gave up (a caller waited through > 1M later grants)\n");
         else
             std::printf("  FIFO check   %llu out-of-order grants of %llu measured acquires%s\n",
-                        static_cast<unsigned long long>(st.fifo.out_of_order()),
-                        static_cast<unsigned long long>(st.fifo.checked()),
-                        opt.threads > 1 ? " (upper bound: several threads)" : "");
+                        static_cast<unsigned long long>(fifo->second),
+                        static_cast<unsigned long long>(fifo->first),
+                        opt.shards        ? " (each shard's own acquires)"
+                        : opt.threads > 1 ? " (upper bound: several threads)"
+                                          : "");
         if (!st.first_error.empty())
             std::printf("  first error  %s\n", st.first_error.c_str());
         if (st.hit_max_time)
@@ -900,8 +923,8 @@ int main(int argc, char** argv)
         static_cast<unsigned long long>(ops), static_cast<unsigned long long>(st.total_ops.load()),
         static_cast<unsigned long long>(errors), qps, us(h.percentile(0.5)), us(h.percentile(0.99)),
         static_cast<double>(h.max_ns) / 1e3, h.mean_ns() / 1e3, cpu_us_per_op, cpu, rss,
-        static_cast<unsigned long long>(st.fifo.checked()),
-        st.fifo.overflow() ? -1LL : static_cast<long long>(st.fifo.out_of_order()));
+        static_cast<unsigned long long>(fifo ? fifo->first : 0),
+        fifo ? static_cast<long long>(fifo->second) : -1LL);
 #ifdef PGCORO_DRIVER_COUNT_ALLOCS
     std::printf(" news_per_op=%.3f mallocs_per_op=%.3f", per_op(news), per_op(mallocs));
 #endif
