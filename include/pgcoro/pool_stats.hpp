@@ -38,6 +38,31 @@ struct pool_stats
     /// had become read-only or a standby (after a failover), closed instead of reused.
     std::uint64_t closed_read_only = 0;
 
+    /// Adds another pool's (or shard's) gauges and totals to these; max_size stays as it is.
+    pool_stats& operator+=(const pool_stats& o) noexcept
+    {
+        size += o.size;
+        idle += o.idle;
+        leased += o.leased;
+        connecting += o.connecting;
+        waiters += o.waiters;
+        acquired_immediately += o.acquired_immediately;
+        acquired_after_wait += o.acquired_after_wait;
+        timed_out += o.timed_out;
+        cancelled += o.cancelled;
+        rejected += o.rejected;
+        opened += o.opened;
+        connect_failures += o.connect_failures;
+        closed_idle += o.closed_idle;
+        closed_lifetime += o.closed_lifetime;
+        closed_broken += o.closed_broken;
+        closed_validation += o.closed_validation;
+        closed_shutdown += o.closed_shutdown;
+        leaks_reported += o.leaks_reported;
+        closed_read_only += o.closed_read_only;
+        return *this;
+    }
+
     /// One line, "size=3 idle=2 leased=1 ...", for logs and test output.
     friend std::ostream& operator<<(std::ostream& os, const pool_stats& s)
     {

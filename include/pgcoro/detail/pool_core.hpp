@@ -398,14 +398,7 @@ private:
         pool_stats o;
         for (std::size_t i = 0; i < group_->members.size(); ++i)
             if (auto m = group_->members[i].lock(); m && i != index_)
-            {
-                const auto t = m->stats();
-                o.size += t.size;
-                o.leased += t.leased;
-                o.idle += t.idle;
-                o.connecting += t.connecting;
-                o.waiters += t.waiters;
-            }
+                o += m->stats();
         return s + "; shard " + std::to_string(index_ + 1) + " of " +
                std::to_string(group_->members.size()) +
                "; the other shards: size=" + std::to_string(o.size) +

@@ -154,28 +154,7 @@ PGCORO_DECL pool_stats pool_stats_of(const pool_shards& shards) noexcept
     if (const auto& g = shards.front()->group())
         sum.max_size = g->max_size.load(); // the shards' own may not have heard of a change yet
     for (std::size_t i = 1; i < shards.size(); ++i)
-    {
-        const auto s = shards[i]->stats();
-        sum.size += s.size;
-        sum.idle += s.idle;
-        sum.leased += s.leased;
-        sum.connecting += s.connecting;
-        sum.waiters += s.waiters;
-        sum.acquired_immediately += s.acquired_immediately;
-        sum.acquired_after_wait += s.acquired_after_wait;
-        sum.timed_out += s.timed_out;
-        sum.cancelled += s.cancelled;
-        sum.rejected += s.rejected;
-        sum.opened += s.opened;
-        sum.connect_failures += s.connect_failures;
-        sum.closed_idle += s.closed_idle;
-        sum.closed_lifetime += s.closed_lifetime;
-        sum.closed_broken += s.closed_broken;
-        sum.closed_validation += s.closed_validation;
-        sum.closed_shutdown += s.closed_shutdown;
-        sum.leaks_reported += s.leaks_reported;
-        sum.closed_read_only += s.closed_read_only;
-    }
+        sum += shards[i]->stats();
     return sum;
 }
 
