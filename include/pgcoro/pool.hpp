@@ -110,10 +110,13 @@ public:
     /// not use); min_size and max_waiters are split evenly. acquire() starts at the shard on
     /// the caller's io_context (several on it: spread by calling thread), borrows another
     /// shard's idle connection when its own has none, and a shard with no waiter of its own
-    /// hands a returned connection to another shard's waiter. FIFO holds within a shard, not
-    /// across shards; stats(), on_leak(), close() and the setters cover every shard.
-    /// Lifetime: a lease (or a waiting acquire) on one io_context may hold another shard's
-    /// connection, so let all the io_contexts run out of work before destroying any of them.
+    /// hands a returned connection to another shard's waiter (also, for fairness, when another
+    /// shard's oldest waiter waited over twice as long as its own, and 10 ms longer). FIFO
+    /// holds within a shard, not across shards; stats(), on_leak(), close() and the setters
+    /// cover every shard. Lifetime: a lease (or a waiting acquire) on one io_context may hold
+    /// another shard's connection, so let all the io_contexts run out of work before
+    /// destroying any of them: keep each one's work guard until your own coroutines have all
+    /// finished (one that ran out may get work again while another still runs).
     /// Throws std::invalid_argument when `executors` is empty.
     pool(std::span<const executor_type> executors, connect_config connect, pool_config cfg = {},
          std::shared_ptr<observer> obs = nullptr)
